@@ -1,0 +1,153 @@
+"""Database plumbing shared by the units: engines, transactions, migrations and the request ledger.
+
+Each unit owns its own database (its own URL; on PostgreSQL, its own schema).
+"""
+
+import contextlib
+import datetime
+import pathlib
+import zlib
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import event, orm
+
+MIGRATIONS_ENV = pathlib.Path(__file__).resolve().parent / "migrations"
+Response = TypeVar("Response")
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def as_utc(moment: datetime.datetime) -> datetime.datetime:
+    """SQLite hands datetimes back without a zone; every stored time is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+
+
+def request_ledger(metadata: sa.MetaData) -> sa.Table:
+    """The table of applied request ids and their responses, in a unit's own schema."""
+    return sa.Table(
+        "processed_requests",
+        metadata,
+        sa.Column("request_id", sa.String(128), primary_key=True),
+        sa.Column("response", sa.LargeBinary, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=utcnow),
+    )
+
+
+class Database:
+    """One unit's engine and session factory."""
+
+    def __init__(self, url: str, schema: str | None = None, pool_size: int = 10):
+        self.url = sa.engine.make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.schema = None if self.is_sqlite else schema
+        self.engine = self._sqlite_engine() if self.is_sqlite else self._server_engine(pool_size)
+        self._sessions = orm.sessionmaker(self.engine, expire_on_commit=False)
+
+    def _sqlite_engine(self) -> sa.Engine:
+        if self.url.database and self.url.database != ":memory:":
+            pathlib.Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def on_connect(dbapi_connection, _record):
+            # Let SQLAlchemy, not pysqlite, emit BEGIN (see "Serializable isolation" in SQLAlchemy's
+            # SQLite docs), and use WAL so readers never wait for the writer.
+            dbapi_connection.isolation_level = None
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+            dbapi_connection.execute("PRAGMA busy_timeout=30000")
+
+        @event.listens_for(engine, "begin")
+        def on_begin(connection):
+            # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
+            # instead of one failing with "database is locked" when it upgrades its lock.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+
+    def _server_engine(self, pool_size: int) -> sa.Engine:
+        connect_args = {}
+        if self.schema:
+            connect_args["options"] = f"-csearch_path={self.schema}"
+        return sa.create_engine(
+            self.url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True, connect_args=connect_args
+        )
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[orm.Session]:
+        """Commits on a clean exit, rolls back on an exception."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def migrate(self, versions_dir: pathlib.Path, metadata: sa.MetaData) -> None:
+        """Brings the unit's schema to the newest migration; safe to run from several replicas at once."""
+        if self.schema:
+            with self.engine.begin() as connection:
+                connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        with self.engine.begin() as connection:
+            if not self.is_sqlite:
+                lock_key = zlib.crc32(f"llmchatlinker:{self.schema}".encode())
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS_ENV))
+            config.set_main_option("version_locations", str(versions_dir))
+            config.attributes["connection"] = connection
+            config.attributes["target_metadata"] = metadata
+            command.upgrade(config, "head")
+
+    def schema_drift(self, metadata: sa.MetaData) -> list:
+        """Differences between the migrated schema and the models; empty when they agree."""
+        with self.engine.connect() as connection:
+            context = MigrationContext.configure(connection)
+            return [diff for diff in compare_metadata(context, metadata) if not _is_alembic_table(diff)]
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _is_alembic_table(diff) -> bool:
+    return diff[0] == "remove_table" and diff[1].name == "alembic_version"
+
+
+def run_once(
+    database: Database,
+    request_id: str,
+    decode: Callable[[bytes], Response],
+    apply: Callable[[orm.Session], Response],
+) -> Response:
+    """Applies a mutation at most once per request id.
+
+    The response is remembered in the same transaction as the effect, so a retry
+    after a crash either finds both or neither. Two concurrent calls with the
+    same id race on the ledger's primary key; the loser rolls back and replays.
+    """
+    ledger = sa.table("processed_requests", sa.column("request_id"), sa.column("response"), sa.column("created_at"))
+    for attempt in range(2):
+        try:
+            with database.transaction() as session:
+                if request_id:
+                    stored = session.execute(
+                        sa.select(ledger.c.response).where(ledger.c.request_id == request_id)
+                    ).scalar_one_or_none()
+                    if stored is not None:
+                        return decode(stored)
+                response = apply(session)
+                if request_id:
+                    session.execute(
+                        sa.insert(ledger).values(
+                            request_id=request_id, response=response.SerializeToString(), created_at=utcnow()
+                        )
+                    )
+                return response
+        except sa.exc.IntegrityError:
+            if not request_id or attempt:
+                raise
+    raise AssertionError("unreachable")

@@ -1,0 +1,148 @@
+"""Domain errors shared by every unit, and their mapping to gRPC statuses with ErrorInfo."""
+
+import functools
+import inspect
+import logging
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+log = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    """A rule was broken; carries a gRPC code, an AIP-193 reason and a readable message."""
+
+    code = grpc.StatusCode.INTERNAL
+    default_reason = "INTERNAL"
+
+    def __init__(self, message: str, reason: str | None = None, **metadata: str):
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.default_reason
+        self.metadata = {k: str(v) for k, v in metadata.items()}
+
+
+class InvalidArgument(DomainError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    default_reason = "INVALID_ARGUMENT"
+
+
+class NotFound(DomainError):
+    code = grpc.StatusCode.NOT_FOUND
+    default_reason = "NOT_FOUND"
+
+
+class AlreadyExists(DomainError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    default_reason = "ALREADY_EXISTS"
+
+
+class PermissionDenied(DomainError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    default_reason = "PERMISSION_DENIED"
+
+
+class FailedPrecondition(DomainError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = "FAILED_PRECONDITION"
+
+
+class Unavailable(DomainError):
+    code = grpc.StatusCode.UNAVAILABLE
+    default_reason = "UNAVAILABLE"
+
+
+class DeadlineExceeded(DomainError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    default_reason = "DEADLINE_EXCEEDED"
+
+
+class Internal(DomainError):
+    code = grpc.StatusCode.INTERNAL
+    default_reason = "INTERNAL"
+
+
+def to_status(error: DomainError, domain: str) -> grpc.Status:
+    """The rich status of an error: code, message and one google.rpc.ErrorInfo."""
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=domain, metadata=error.metadata)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=[detail])
+    return rpc_status.to_status(status)
+
+
+def internal_status(domain: str) -> grpc.Status:
+    return to_status(Internal("internal error; see the service log", reason="INTERNAL"), domain)
+
+
+def error_info(rpc_error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
+    """The ErrorInfo a peer attached to a failed call, if any."""
+    status = rpc_status.from_call(rpc_error)
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    return None
+
+
+def maps_errors(domain: str):
+    """Decorates servicer methods (sync, async, or async generators) so that a
+    DomainError becomes its status and anything else becomes a logged INTERNAL."""
+
+    def decorate(method):
+        if inspect.isasyncgenfunction(method):
+            @functools.wraps(method)
+            async def stream_wrapper(self, request, context):
+                try:
+                    async for item in method(self, request, context):
+                        yield item
+                except DomainError as error:
+                    await context.abort_with_status(to_status(error, domain))
+                except Exception as error:  # noqa: BLE001 - the boundary of the RPC
+                    if _is_abort(error):
+                        raise
+                    log.exception("%s failed", method.__name__)
+                    await context.abort_with_status(internal_status(domain))
+            return stream_wrapper
+
+        if inspect.iscoroutinefunction(method):
+            @functools.wraps(method)
+            async def async_wrapper(self, request, context):
+                try:
+                    return await method(self, request, context)
+                except DomainError as error:
+                    await context.abort_with_status(to_status(error, domain))
+                except Exception as error:  # noqa: BLE001
+                    if _is_abort(error):
+                        raise
+                    log.exception("%s failed", method.__name__)
+                    await context.abort_with_status(internal_status(domain))
+            return async_wrapper
+
+        @functools.wraps(method)
+        def sync_wrapper(self, request, context):
+            try:
+                return method(self, request, context)
+            except DomainError as error:
+                context.abort_with_status(to_status(error, domain))
+            except Exception as error:  # noqa: BLE001
+                if _is_abort(error):
+                    raise
+                log.exception("%s failed", method.__name__)
+                context.abort_with_status(internal_status(domain))
+        return sync_wrapper
+
+    return decorate
+
+
+def _is_abort(error: Exception) -> bool:
+    # context.abort raises a bare Exception (sync) or grpc.aio.AbortError; let them through.
+    return type(error) is Exception or type(error).__name__ == "AbortError"
+
+
+# Keep the code_pb2 import meaningful for readers mapping numbers to names.
+CODE_NAMES = {v: k for k, v in code_pb2.Code.items()}

@@ -1,0 +1,103 @@
+"""Runs a gRPC server with the standard health service, reflection and graceful SIGTERM."""
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+log = logging.getLogger(__name__)
+
+# Seconds that in-flight RPCs get to finish after SIGTERM.
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+# Keepalive and message limits shared by every server of the suite.
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+    ("grpc.max_send_message_length", 32 * 1024 * 1024),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+]
+
+Register = Callable[[grpc.Server], None]
+
+
+def _add_health_and_reflection(server, service_names: Iterable[str], experimental_non_blocking: bool):
+    names = list(service_names)
+    health_servicer = health.HealthServicer(
+        experimental_non_blocking=experimental_non_blocking,
+        experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=1),
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in names + [""]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(names + [health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    return health_servicer
+
+
+class ThreadedServer:
+    """A thread-pool gRPC server (for the database-bound units)."""
+
+    def __init__(self, register: Register, service_names: Iterable[str], address: str, max_workers: int = 32):
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS)
+        register(self._server)
+        self._health = _add_health_and_reflection(self._server, service_names, experimental_non_blocking=True)
+        self.port = self._server.add_insecure_port(address)
+        if not self.port:
+            raise RuntimeError(f"cannot listen on {address}")
+
+    def start(self) -> "ThreadedServer":
+        self._server.start()
+        return self
+
+    def stop(self, grace: float | None = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Reports NOT_SERVING first, so load balancers stop routing, then drains."""
+        self._health.enter_graceful_shutdown()
+        self._server.stop(grace).wait()
+
+    def serve_until_sigterm(self) -> None:
+        stopped = threading.Event()
+
+        def on_signal(signum, _frame):
+            log.info("signal %s: shutting down", signum)
+            threading.Thread(target=lambda: (self.stop(), stopped.set()), daemon=True).start()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        stopped.wait()
+
+
+class AsyncServer:
+    """A grpc.aio server (for the units that wait on slow I/O)."""
+
+    def __init__(self, register: Register, service_names: Iterable[str], address: str):
+        self._server = grpc.aio.server(options=SERVER_OPTIONS)
+        register(self._server)
+        self._health = _add_health_and_reflection(self._server, service_names, experimental_non_blocking=True)
+        self.port = self._server.add_insecure_port(address)
+        if not self.port:
+            raise RuntimeError(f"cannot listen on {address}")
+
+    async def start(self) -> "AsyncServer":
+        await self._server.start()
+        return self
+
+    async def stop(self, grace: float | None = SHUTDOWN_GRACE_SECONDS) -> None:
+        self._health.enter_graceful_shutdown()
+        await self._server.stop(grace)
+
+    async def serve_until_sigterm(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop_requested = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop_requested.set)
+        await self.start()
+        await stop_requested.wait()
+        log.info("shutting down")
+        await self.stop()
