@@ -98,6 +98,7 @@ class Database:
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
             config = Config()
             config.set_main_option("script_location", str(MIGRATIONS_ENV))
+            config.set_main_option("path_separator", "os")
             config.set_main_option("version_locations", str(versions_dir))
             config.attributes["connection"] = connection
             config.attributes["target_metadata"] = metadata

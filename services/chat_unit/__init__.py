@@ -1,0 +1,1 @@
+"""The chat unit: ChatService, which owns chats and their messages."""

@@ -1,0 +1,173 @@
+"""ChatService over gRPC: proto in, the unit's rules, proto out; one transaction per RPC."""
+
+import logging
+
+from llmchatlinker.chat.v1 import chat_service_pb2 as pb
+from llmchatlinker.chat.v1 import chat_service_pb2_grpc as pb_grpc
+
+from services.chat_unit import service
+from services.chat_unit.config import Settings
+from services.chat_unit.errors import DOMAIN
+from services.chat_unit.store import ChatStore, open_database
+from services.common.db import Database, run_once
+from services.common.errors import maps_errors
+from services.common.protoconv import timestamp
+from services.common.serving import SHUTDOWN_GRACE_SECONDS, ThreadedServer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ChatService"].full_name
+
+ROLE_TO_PROTO = {
+    service.Role.USER: pb.MESSAGE_ROLE_USER,
+    service.Role.ASSISTANT: pb.MESSAGE_ROLE_ASSISTANT,
+    service.Role.SYSTEM: pb.MESSAGE_ROLE_SYSTEM,
+}
+ROLE_FROM_PROTO = {value: role for role, value in ROLE_TO_PROTO.items()}
+
+
+class ChatServicer(pb_grpc.ChatServiceServicer):
+    def __init__(self, database: Database):
+        self._database = database
+
+    @maps_errors(DOMAIN)
+    def CreateChat(self, request: pb.CreateChatRequest, context) -> pb.CreateChatResponse:
+        def apply(session):
+            chat = service.create_chat(ChatStore(session), request.title, request.user_ids)
+            return pb.CreateChatResponse(chat=chat_proto(chat))
+
+        return self._once(request.request_id, pb.CreateChatResponse, apply)
+
+    @maps_errors(DOMAIN)
+    def UpdateChat(self, request: pb.UpdateChatRequest, context) -> pb.UpdateChatResponse:
+        title = request.title if request.HasField("title") else None
+
+        def apply(session):
+            chat = service.update_chat(ChatStore(session), request.chat_id, title)
+            return pb.UpdateChatResponse(chat=chat_proto(chat))
+
+        return self._once(request.request_id, pb.UpdateChatResponse, apply)
+
+    @maps_errors(DOMAIN)
+    def DeleteChat(self, request: pb.DeleteChatRequest, context) -> pb.DeleteChatResponse:
+        def apply(session):
+            service.delete_chat(ChatStore(session), request.chat_id)
+            return pb.DeleteChatResponse()
+
+        return self._once(request.request_id, pb.DeleteChatResponse, apply)
+
+    @maps_errors(DOMAIN)
+    def GetChat(self, request: pb.GetChatRequest, context) -> pb.GetChatResponse:
+        with self._database.transaction() as session:
+            chat, page = service.get_chat(
+                ChatStore(session), request.chat_id, request.message_page_size, request.message_page_token
+            )
+        return pb.GetChatResponse(
+            chat=chat_proto(chat),
+            messages=[message_proto(message) for message in page.items],
+            next_message_page_token=page.next_page_token,
+        )
+
+    @maps_errors(DOMAIN)
+    def ListChats(self, request: pb.ListChatsRequest, context) -> pb.ListChatsResponse:
+        with self._database.transaction() as session:
+            page = service.list_chats(ChatStore(session), request.page_size, request.page_token, request.member_user_id)
+        return pb.ListChatsResponse(
+            chats=[chat_proto(chat) for chat in page.items], next_page_token=page.next_page_token
+        )
+
+    @maps_errors(DOMAIN)
+    def AppendMessages(self, request: pb.AppendMessagesRequest, context) -> pb.AppendMessagesResponse:
+        messages = [new_message(message) for message in request.messages]
+
+        def apply(session):
+            stored = service.append_messages(ChatStore(session), request.chat_id, messages)
+            return pb.AppendMessagesResponse(messages=[message_proto(message) for message in stored])
+
+        return self._once(request.request_id, pb.AppendMessagesResponse, apply)
+
+    @maps_errors(DOMAIN)
+    def GetMessage(self, request: pb.GetMessageRequest, context) -> pb.GetMessageResponse:
+        with self._database.transaction() as session:
+            message = service.get_message(ChatStore(session), request.message_id)
+        return pb.GetMessageResponse(message=message_proto(message))
+
+    @maps_errors(DOMAIN)
+    def ListRecentMessages(self, request: pb.ListRecentMessagesRequest, context) -> pb.ListRecentMessagesResponse:
+        with self._database.transaction() as session:
+            messages = service.list_recent_messages(
+                ChatStore(session), request.chat_id, request.before_message_id, request.max_messages, request.max_chars
+            )
+        return pb.ListRecentMessagesResponse(messages=[message_proto(message) for message in messages])
+
+    def _once(self, request_id: str, response_type, apply):
+        service.check_request_id(request_id)
+        return run_once(self._database, request_id, response_type.FromString, apply)
+
+
+def chat_proto(chat: service.Chat) -> pb.Chat:
+    return pb.Chat(
+        chat_id=chat.chat_id,
+        title=chat.title,
+        user_ids=chat.user_ids,
+        create_time=timestamp(chat.created_at),
+        update_time=timestamp(chat.updated_at),
+    )
+
+
+def message_proto(message: service.Message) -> pb.Message:
+    return pb.Message(
+        message_id=message.message_id,
+        chat_id=message.chat_id,
+        user_id=message.user_id,
+        llm_id=message.llm_id,
+        content=message.content,
+        role=ROLE_TO_PROTO[message.role],
+        create_time=timestamp(message.created_at),
+        update_time=timestamp(message.updated_at),
+    )
+
+
+def new_message(message: pb.NewMessage) -> service.NewMessage:
+    return service.NewMessage(
+        user_id=message.user_id,
+        llm_id=message.llm_id,
+        content=message.content,
+        role=ROLE_FROM_PROTO.get(message.role),
+    )
+
+
+class ChatServer(ThreadedServer):
+    """The thread-pool server of the chat unit; stopping it also closes its database."""
+
+    def __init__(self, database: Database, address: str):
+        self.database = database
+        servicer = ChatServicer(database)
+        super().__init__(
+            lambda server: pb_grpc.add_ChatServiceServicer_to_server(servicer, server), [SERVICE_NAME], address
+        )
+
+    def stop(self, grace: float | None = SHUTDOWN_GRACE_SECONDS) -> None:
+        try:
+            super().stop(grace)
+        finally:
+            self.database.dispose()
+
+
+def build_server(settings: Settings) -> ChatServer:
+    """A ready-to-start server on a migrated database (not started)."""
+    database = open_database(settings.database_url, settings.database_schema)
+    try:
+        return ChatServer(database, settings.address)
+    except BaseException:
+        database.dispose()
+        raise
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    server = build_server(settings)
+    log.info("chat unit starting on port %s", server.port)
+    server.serve_until_sigterm()
+    log.info("chat unit stopped")
