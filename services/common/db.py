@@ -126,9 +126,10 @@ def run_once(
 ) -> Response:
     """Applies a mutation at most once per request id.
 
-    The response is remembered in the same transaction as the effect, so a retry
-    after a crash either finds both or neither. Two concurrent calls with the
-    same id race on the ledger's primary key; the loser rolls back and replays.
+    The request id is claimed (inserted into the ledger) before the effect and its
+    response written after it, all in one transaction: a retry after a crash finds
+    both or neither, and a concurrent twin blocks on the ledger's primary key until
+    the first commits, then fails the insert, rolls back and replays the response.
     """
     ledger = sa.table("processed_requests", sa.column("request_id"), sa.column("response"), sa.column("created_at"))
     for attempt in range(2):
@@ -140,12 +141,13 @@ def run_once(
                     ).scalar_one_or_none()
                     if stored is not None:
                         return decode(stored)
+                    session.execute(sa.insert(ledger).values(request_id=request_id, response=b"", created_at=utcnow()))
                 response = apply(session)
                 if request_id:
                     session.execute(
-                        sa.insert(ledger).values(
-                            request_id=request_id, response=response.SerializeToString(), created_at=utcnow()
-                        )
+                        sa.update(ledger)
+                        .where(ledger.c.request_id == request_id)
+                        .values(response=response.SerializeToString())
                     )
                 return response
         except sa.exc.IntegrityError:

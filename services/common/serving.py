@@ -70,7 +70,10 @@ class ThreadedServer:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         self.start()
-        stopped.wait()
+        # Wait in slices: the kernel may deliver SIGTERM to a gRPC thread, and Python runs the
+        # handler only when the main thread next runs bytecode; an untimed wait never would.
+        while not stopped.wait(timeout=0.5):
+            pass
 
 
 class AsyncServer:

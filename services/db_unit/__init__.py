@@ -1,0 +1,1 @@
+"""The db unit: RecordService, which keeps instruction records and the result ledger."""

@@ -1,0 +1,119 @@
+"""RecordService over gRPC: proto in, one transaction per call, proto out."""
+
+import logging
+import pathlib
+import sys
+
+from llmchatlinker.db.v1 import db_service_pb2 as pb
+from llmchatlinker.db.v1 import db_service_pb2_grpc as pb_grpc
+from services.common.db import Database, run_once
+from services.common.errors import maps_errors
+from services.common.protoconv import timestamp
+from services.common.serving import SHUTDOWN_GRACE_SECONDS, ThreadedServer
+from services.db_unit import service, store
+from services.db_unit.config import Settings
+from services.db_unit.errors import DOMAIN
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = pathlib.Path(__file__).resolve().parent / "migrations"
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RecordService"].full_name
+
+
+def record_proto(record: service.Record) -> pb.Record:
+    return pb.Record(
+        record_id=record.record_id,
+        user_id=record.user_id,
+        chat_id=record.chat_id,
+        instruction=record.instruction,
+        instruction_id=record.instruction_id,
+        outcome=record.outcome,
+        create_time=timestamp(record.created_at),
+        update_time=timestamp(record.updated_at),
+    )
+
+
+class RecordServicer(pb_grpc.RecordServiceServicer):
+    def __init__(self, database: Database):
+        self._database = database
+
+    @maps_errors(DOMAIN)
+    def CreateRecord(self, request: pb.CreateRecordRequest, context) -> pb.CreateRecordResponse:
+        service.check_request_id(request.request_id)
+        new = service.new_record(
+            request.user_id, request.chat_id, request.instruction, request.instruction_id, request.outcome
+        )
+
+        def apply(session) -> pb.CreateRecordResponse:
+            return pb.CreateRecordResponse(record=record_proto(store.Records(session).add(new)))
+
+        return run_once(self._database, request.request_id, pb.CreateRecordResponse.FromString, apply)
+
+    @maps_errors(DOMAIN)
+    def ListRecords(self, request: pb.ListRecordsRequest, context) -> pb.ListRecordsResponse:
+        with self._database.transaction() as session:
+            found, next_token = service.list_records(
+                store.Records(session), request.user_id, request.page_size, request.page_token
+            )
+            records = [record_proto(record) for record in found]
+            return pb.ListRecordsResponse(records=records, next_page_token=next_token)
+
+    @maps_errors(DOMAIN)
+    def DeleteRecords(self, request: pb.DeleteRecordsRequest, context) -> pb.DeleteRecordsResponse:
+        service.check_request_id(request.request_id)
+        user_id = service.check_user_id(request.user_id)
+
+        def apply(session) -> pb.DeleteRecordsResponse:
+            return pb.DeleteRecordsResponse(deleted_count=store.Records(session).delete_all(user_id))
+
+        return run_once(self._database, request.request_id, pb.DeleteRecordsResponse.FromString, apply)
+
+    @maps_errors(DOMAIN)
+    def PutResult(self, request: pb.PutResultRequest, context) -> pb.PutResultResponse:
+        with self._database.transaction() as session:
+            stored, already_stored = service.put_result(store.Results(session), request.instruction_id, request.result)
+            return pb.PutResultResponse(result=stored.result, already_stored=already_stored)
+
+    @maps_errors(DOMAIN)
+    def GetResult(self, request: pb.GetResultRequest, context) -> pb.GetResultResponse:
+        with self._database.transaction() as session:
+            stored = service.get_result(store.Results(session), request.instruction_id)
+            return pb.GetResultResponse(result=stored.result, create_time=timestamp(stored.created_at))
+
+
+class RecordServer(ThreadedServer):
+    """The RecordService server; stopping it also closes its database connections."""
+
+    def __init__(self, database: Database, address: str):
+        self.database = database
+        servicer = RecordServicer(database)
+        super().__init__(
+            lambda server: pb_grpc.add_RecordServiceServicer_to_server(servicer, server), [SERVICE_NAME], address
+        )
+
+    def stop(self, grace: float | None = SHUTDOWN_GRACE_SECONDS) -> None:
+        super().stop(grace)
+        self.database.dispose()
+
+
+def build_server(settings: Settings) -> RecordServer:
+    """A server on the settings' address, its database migrated to the newest schema."""
+    database = Database(settings.database_url, settings.database_schema)
+    try:
+        database.migrate(MIGRATIONS, store.metadata)
+        return RecordServer(database, settings.address)
+    except BaseException:
+        database.dispose()
+        raise
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+    except RuntimeError as error:
+        sys.exit(f"db_unit: {error}")
+    server = build_server(settings)
+    log.info("%s listening on %s (port %d)", SERVICE_NAME, settings.address, server.port)
+    server.serve_until_sigterm()
+    log.info("stopped")

@@ -1,0 +1,1 @@
+"""The user unit: UserService, which owns the suite's users."""

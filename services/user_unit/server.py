@@ -1,0 +1,157 @@
+"""UserService over gRPC: proto in, one transaction per call, proto out."""
+
+import logging
+import pathlib
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from llmchatlinker.user.v1 import user_service_pb2 as pb
+from llmchatlinker.user.v1 import user_service_pb2_grpc as pb_grpc
+from services.common.db import Database, run_once
+from services.common.errors import maps_errors
+from services.common.protoconv import timestamp
+from services.common.serving import SHUTDOWN_GRACE_SECONDS, ThreadedServer
+from services.user_unit import service, store
+from services.user_unit.config import Settings
+from services.user_unit.errors import DOMAIN
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = pathlib.Path(__file__).resolve().parent / "migrations"
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["UserService"].full_name
+Result = TypeVar("Result")
+
+
+def user_proto(user: service.User) -> pb.User:
+    return pb.User(
+        user_id=user.user_id,
+        username=user.username,
+        display_name=user.display_name,
+        profile=user.profile,
+        record_instructions=user.record_instructions,
+        create_time=timestamp(user.created_at),
+        update_time=timestamp(user.updated_at),
+    )
+
+
+def optional(message, field: str) -> str | None:
+    """The value of a proto3 `optional` field, or None when it is absent."""
+    return getattr(message, field) if message.HasField(field) else None
+
+
+class UserServicer(pb_grpc.UserServiceServicer):
+    def __init__(self, database: Database):
+        self._database = database
+
+    def _read(self, work: Callable[[store.Users], Result]) -> Result:
+        with self._database.transaction() as session:
+            return work(store.Users(session))
+
+    @maps_errors(DOMAIN)
+    def CreateUser(self, request: pb.CreateUserRequest, context) -> pb.CreateUserResponse:
+        service.check_request_id(request.request_id)
+        new = service.new_user(request.username, optional(request, "display_name"), optional(request, "profile"))
+
+        def apply(session) -> pb.CreateUserResponse:
+            return pb.CreateUserResponse(user=user_proto(service.create_user(store.Users(session), new)))
+
+        with store.username_race(new.username):
+            return run_once(self._database, request.request_id, pb.CreateUserResponse.FromString, apply)
+
+    @maps_errors(DOMAIN)
+    def UpdateUser(self, request: pb.UpdateUserRequest, context) -> pb.UpdateUserResponse:
+        service.check_request_id(request.request_id)
+        changes = service.user_changes(
+            optional(request, "username"), optional(request, "display_name"), optional(request, "profile")
+        )
+
+        def apply(session) -> pb.UpdateUserResponse:
+            user = service.update_user(store.Users(session), request.user_id, changes)
+            return pb.UpdateUserResponse(user=user_proto(user))
+
+        with store.username_race(changes.username):
+            return run_once(self._database, request.request_id, pb.UpdateUserResponse.FromString, apply)
+
+    @maps_errors(DOMAIN)
+    def DeleteUser(self, request: pb.DeleteUserRequest, context) -> pb.DeleteUserResponse:
+        service.check_request_id(request.request_id)
+
+        def apply(session) -> pb.DeleteUserResponse:
+            service.delete_user(store.Users(session), request.user_id)
+            return pb.DeleteUserResponse()
+
+        return run_once(self._database, request.request_id, pb.DeleteUserResponse.FromString, apply)
+
+    @maps_errors(DOMAIN)
+    def SetInstructionRecording(
+        self, request: pb.SetInstructionRecordingRequest, context
+    ) -> pb.SetInstructionRecordingResponse:
+        service.check_request_id(request.request_id)
+
+        def apply(session) -> pb.SetInstructionRecordingResponse:
+            user = service.set_instruction_recording(store.Users(session), request.user_id, request.enabled)
+            return pb.SetInstructionRecordingResponse(user=user_proto(user))
+
+        return run_once(self._database, request.request_id, pb.SetInstructionRecordingResponse.FromString, apply)
+
+    @maps_errors(DOMAIN)
+    def GetUser(self, request: pb.GetUserRequest, context) -> pb.GetUserResponse:
+        key = request.WhichOneof("key")
+        keys = {key: getattr(request, key)} if key else {}
+        return self._read(lambda users: pb.GetUserResponse(user=user_proto(service.get_user(users, **keys))))
+
+    @maps_errors(DOMAIN)
+    def BatchGetUsers(self, request: pb.BatchGetUsersRequest, context) -> pb.BatchGetUsersResponse:
+        user_ids = service.check_batch(request.user_ids)
+        return self._read(
+            lambda users: pb.BatchGetUsersResponse(
+                users=[user_proto(user) for user in service.batch_get_users(users, user_ids)]
+            )
+        )
+
+    @maps_errors(DOMAIN)
+    def ListUsers(self, request: pb.ListUsersRequest, context) -> pb.ListUsersResponse:
+        def page(users: store.Users) -> pb.ListUsersResponse:
+            found, next_token = service.list_users(users, request.page_size, request.page_token)
+            return pb.ListUsersResponse(users=[user_proto(user) for user in found], next_page_token=next_token)
+
+        return self._read(page)
+
+
+class UserServer(ThreadedServer):
+    """The UserService server; stopping it also closes its database connections."""
+
+    def __init__(self, database: Database, address: str):
+        self.database = database
+        servicer = UserServicer(database)
+        super().__init__(
+            lambda server: pb_grpc.add_UserServiceServicer_to_server(servicer, server), [SERVICE_NAME], address
+        )
+
+    def stop(self, grace: float | None = SHUTDOWN_GRACE_SECONDS) -> None:
+        super().stop(grace)
+        self.database.dispose()
+
+
+def build_server(settings: Settings) -> UserServer:
+    """A server on the settings' address, its database migrated to the newest schema."""
+    database = Database(settings.database_url, settings.database_schema)
+    try:
+        database.migrate(MIGRATIONS, store.metadata)
+        return UserServer(database, settings.address)
+    except BaseException:
+        database.dispose()
+        raise
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+    except RuntimeError as error:
+        sys.exit(f"user_unit: {error}")
+    server = build_server(settings)
+    log.info("%s listening on %s (port %d)", SERVICE_NAME, settings.address, server.port)
+    server.serve_until_sigterm()
+    log.info("stopped")
