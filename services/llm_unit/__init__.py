@@ -1,0 +1,1 @@
+"""The LLM unit: providers, their models, and generation by calling the providers over HTTP."""

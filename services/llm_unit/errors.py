@@ -1,0 +1,96 @@
+"""The LLM unit's error domain and its specific errors.
+
+Messages about a provider name it by its name and never carry its API key.
+"""
+
+from services.common.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+
+DOMAIN = "llm.llmchatlinker.dev"
+# Ids in messages are cut to this length, so a huge bogus id cannot make a huge message.
+_SHOWN_ID_CHARS = 64
+
+
+def _shown(identifier: str) -> str:
+    return identifier if len(identifier) <= _SHOWN_ID_CHARS else identifier[:_SHOWN_ID_CHARS] + "..."
+
+
+def invalid(message: str, reason: str) -> InvalidArgument:
+    return InvalidArgument(message, reason=reason)
+
+
+def provider_not_found(provider_id: str) -> NotFound:
+    return NotFound(f"provider {_shown(provider_id)!r} not found", reason="PROVIDER_NOT_FOUND")
+
+
+def llm_not_found(llm_id: str) -> NotFound:
+    return NotFound(f"llm {_shown(llm_id)!r} not found", reason="LLM_NOT_FOUND")
+
+
+def provider_name_taken(name: str) -> AlreadyExists:
+    return AlreadyExists(f"a provider named {name!r} already exists", reason="PROVIDER_NAME_TAKEN")
+
+
+def llm_name_taken(name: str) -> AlreadyExists:
+    return AlreadyExists(f"the provider already has a model named {name!r}", reason="LLM_NAME_TAKEN")
+
+
+def provider_mismatch(llm_id: str, provider_id: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"llm {_shown(llm_id)!r} is not served by provider {_shown(provider_id)!r}", reason="PROVIDER_MISMATCH"
+    )
+
+
+# Failures of a call to a provider, one reason each.
+
+def provider_unreachable(provider: str, detail: str) -> Unavailable:
+    return Unavailable(f"provider {provider!r} is unreachable: {detail}", reason="PROVIDER_UNREACHABLE")
+
+
+def provider_rate_limited(provider: str, status: int, excerpt: str) -> Unavailable:
+    return Unavailable(
+        f"provider {provider!r} is rate limiting (HTTP {status}){_colon(excerpt)}", reason="PROVIDER_RATE_LIMITED"
+    )
+
+
+def provider_error(provider: str, detail: str) -> Unavailable:
+    return Unavailable(f"provider {provider!r} failed: {detail}", reason="PROVIDER_ERROR")
+
+
+def provider_rejected_key(provider: str, status: int, excerpt: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"provider {provider!r} rejected the API key (HTTP {status}){_colon(excerpt)}", reason="PROVIDER_REJECTED_KEY"
+    )
+
+
+def provider_rejected_request(provider: str, status: int, excerpt: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"provider {provider!r} rejected the request (HTTP {status}){_colon(excerpt)}",
+        reason="PROVIDER_REJECTED_REQUEST",
+    )
+
+
+def provider_bad_response(provider: str, detail: str) -> Internal:
+    return Internal(f"provider {provider!r} answered something that is not its protocol: {detail}",
+                    reason="PROVIDER_BAD_RESPONSE")
+
+
+def provider_stream_cut(provider: str) -> Unavailable:
+    return Unavailable(f"provider {provider!r} ended the reply before it was complete", reason="PROVIDER_STREAM_CUT")
+
+
+def generation_timeout(provider: str, seconds: float) -> DeadlineExceeded:
+    return DeadlineExceeded(
+        f"provider {provider!r} did not finish the reply within {seconds:.3g} s", reason="GENERATION_TIMEOUT"
+    )
+
+
+def _colon(excerpt: str) -> str:
+    return f": {excerpt}" if excerpt else ""

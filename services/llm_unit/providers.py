@@ -1,0 +1,235 @@
+"""Calls LLM providers over HTTP, always streaming, through one shared aiohttp session.
+
+Every wait on the provider runs under the generation's one absolute deadline
+(`asyncio.timeout_at`), so a provider that stalls or drips a byte at a time is cut
+off when the budget is spent. The deadline wraps each await rather than the whole
+exchange because the reply is an async iterator: a timeout scope that spans a
+`yield` would fire its cancellation into whatever the consumer awaits (PEP 789).
+"""
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+import aiohttp
+
+from services.common.errors import DomainError
+from services.llm_unit import errors, protocols, service
+
+log = logging.getLogger(__name__)
+
+# Bytes of an error answer read to quote in the message, and how long to wait for them.
+ERROR_BODY_BYTES = 4096
+ERROR_BODY_SECONDS = 2.0
+# A whole (non-streamed) answer larger than this is refused.
+MAX_BODY_BYTES = 32 * 2**20
+# After the end marker, how long to wait for the end of the body so the connection can be reused.
+DRAIN_SECONDS = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class Final:
+    content: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ProviderClient:
+    """Owns the one aiohttp session; open it with start() inside the event loop."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        # limit=0: hundreds of generations run at once and each holds its connection
+        # for the whole reply; a pool cap would queue them (see floors.md).
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            timeout=aiohttp.ClientTimeout(total=None),  # the generation deadline bounds every wait
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @contextlib.asynccontextmanager
+    async def reply(
+        self, provider: service.Provider, model: str, messages: Sequence[service.Message],
+        deadline: float, budget: float,
+    ) -> AsyncIterator["Reply"]:
+        """Opens the provider's answer; leaving the block closes it (so a cancelled caller hangs up).
+
+        A clean exit first reads the body to its end, so the connection goes back to the pool.
+        """
+        if self._session is None:
+            raise RuntimeError("ProviderClient.start() was not called")
+        reply = Reply(provider, deadline, budget)
+        try:
+            await reply.open(self._session, model, messages)
+            yield reply
+            await reply.drain()
+        finally:
+            reply.close()
+
+
+class Reply:
+    """One streamed answer: iterate for batches of content deltas (one per network read), then .final()."""
+
+    def __init__(self, provider: service.Provider, deadline: float, budget: float) -> None:
+        self._provider = provider
+        self._deadline = deadline
+        self._budget = budget
+        self._response: aiohttp.ClientResponse | None = None
+        self._events = protocols.events(provider.kind)
+        self._lines = protocols.Lines()
+        self._whole_body: bytearray | None = None  # set when an OpenAI provider answers plain JSON
+        self._parts: list[str] = []
+        self._finished = False
+
+    async def open(self, session: aiohttp.ClientSession, model: str, messages: Sequence[service.Message]) -> None:
+        provider = self._provider
+        headers = {"Content-Type": "application/json"}
+        if provider.api_key:
+            headers["Authorization"] = f"Bearer {provider.api_key}"
+        body = protocols.request_body(provider.kind, model, messages)
+        self._response = await self._within_deadline(
+            session.post(provider.api_endpoint, data=body, headers=headers, allow_redirects=False), opening=True
+        )
+        status = self._response.status
+        if not 200 <= status < 300:
+            excerpt = service.excerpt(protocols.error_text(await self._error_body()), provider.api_key)
+            raise self._failed(_status_error(provider.name, status, excerpt), status)
+        content_type = self._response.content_type
+        if provider.kind is service.Kind.OPENAI:
+            if content_type == "application/json":
+                self._whole_body = bytearray()
+            elif content_type not in ("text/event-stream", "application/octet-stream"):
+                raise self._failed(errors.provider_bad_response(
+                    provider.name, f"content-type {content_type[:60]!r} instead of server-sent events"), status)
+
+    def __aiter__(self) -> "Reply":
+        return self
+
+    async def __anext__(self) -> list[str]:
+        if self._finished:
+            raise StopAsyncIteration
+        assert self._response is not None
+        chunk = await self._within_deadline(self._response.content.readany(), opening=False)
+        try:
+            deltas = self._parse(chunk) if chunk else self._parse_end()
+        except protocols.ProtocolError as error:
+            raise self._failed(errors.provider_bad_response(self._provider.name, str(error))) from None
+        except protocols.ReportedError as error:
+            excerpt = service.excerpt(str(error), self._provider.api_key)
+            raise self._failed(errors.provider_error(self._provider.name, excerpt)) from None
+        self._finished = self._events.done
+        self._parts.extend(deltas)
+        return deltas
+
+    def final(self) -> Final:
+        events = self._events
+        return Final("".join(self._parts), events.finish_reason, events.prompt_tokens, events.completion_tokens)
+
+    def close(self) -> None:
+        """Returns a fully read connection to the pool; otherwise hangs up so the provider stops."""
+        response, self._response = self._response, None
+        if response is None:
+            return
+        if self._finished and response.content.at_eof():
+            response.release()
+        else:
+            response.close()
+
+    def abort(self, *_ignored: object) -> None:
+        """For a task done-callback: hang up if the reply is still open."""
+        self._finished = False
+        self.close()
+
+    def _parse(self, chunk: bytes) -> list[str]:
+        if self._whole_body is not None:
+            self._whole_body += chunk
+            if len(self._whole_body) > MAX_BODY_BYTES:
+                raise protocols.ProtocolError(f"an answer larger than {MAX_BODY_BYTES} bytes")
+            return []
+        line = self._events.line
+        return [text for text in map(line, self._lines.feed(chunk)) if text]
+
+    def _parse_end(self) -> list[str]:
+        if self._whole_body is not None:
+            text = self._events.body(bytes(self._whole_body))
+            return [text] if text else []
+        deltas = [text for text in [self._events.line(self._lines.rest())] if text]
+        if not self._events.done:
+            raise self._failed(errors.provider_stream_cut(self._provider.name))
+        return deltas
+
+    async def _within_deadline(self, awaitable, opening: bool):
+        """Awaits provider I/O, turning its failures into the unit's errors."""
+        scope = asyncio.timeout_at(self._deadline)
+        name = self._provider.name
+        try:
+            async with scope:
+                return await awaitable
+        except TimeoutError as error:
+            if scope.expired():
+                raise self._failed(errors.generation_timeout(name, self._budget)) from None
+            failure = errors.provider_unreachable(name, _describe(error)) if opening else errors.provider_stream_cut(name)
+        except aiohttp.ClientResponseError as error:  # an HTTP answer aiohttp could not parse
+            failure = errors.provider_bad_response(name, f"malformed HTTP ({error.message[:80]})")
+        except aiohttp.ClientPayloadError:
+            failure = errors.provider_stream_cut(name)
+        except (aiohttp.ClientError, OSError) as error:
+            failure = errors.provider_unreachable(name, _describe(error)) if opening else errors.provider_stream_cut(name)
+        raise self._failed(failure) from None
+
+    async def _error_body(self) -> bytes:
+        assert self._response is not None
+        body = b""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError):
+            async with asyncio.timeout_at(min(self._deadline, loop.time() + ERROR_BODY_SECONDS)):
+                while len(body) < ERROR_BODY_BYTES and (chunk := await self._response.content.read(ERROR_BODY_BYTES)):
+                    body += chunk
+        return body[:ERROR_BODY_BYTES]
+
+    async def drain(self) -> None:
+        """Reads what follows the end marker (normally just the body's end) so the connection is reusable."""
+        if not self._finished or self._response is None or self._response.content.at_eof():
+            return
+        content = self._response.content
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError):
+            async with asyncio.timeout_at(min(self._deadline, loop.time() + DRAIN_SECONDS)):
+                while await content.readany():
+                    pass
+
+    def _failed(self, error: DomainError, status: int | None = None) -> DomainError:
+        # The message names the provider and its status, and carries no key: it is safe to log.
+        log.warning("generation failed [%s%s]: %s", error.reason, f", HTTP {status}" if status else "", error.message)
+        return error
+
+
+def _status_error(provider: str, status: int, excerpt: str) -> DomainError:
+    if status in (401, 403):
+        return errors.provider_rejected_key(provider, status, excerpt)
+    if status == 429:
+        return errors.provider_rate_limited(provider, status, excerpt)
+    if status >= 500:
+        return errors.provider_error(provider, f"HTTP {status}" + (f": {excerpt}" if excerpt else ""))
+    if 400 <= status < 500:
+        return errors.provider_rejected_request(provider, status, excerpt)
+    return errors.provider_bad_response(provider, f"HTTP {status} (redirects are not followed)")
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return f"cannot connect to {error.host}:{error.port} ({error.strerror or type(error.os_error).__name__})"
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return "it closed the connection without answering"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return type(error).__name__

@@ -1,0 +1,249 @@
+"""The LLM unit's gRPC transport: proto in, rules and one transaction (in a thread), proto out."""
+
+import asyncio
+import functools
+import logging
+import pathlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from llmchatlinker.llm.v1 import llm_service_pb2 as pb
+from llmchatlinker.llm.v1 import llm_service_pb2_grpc as pb_grpc
+from services.common import paging
+from services.common.db import Database
+from services.common.errors import maps_errors
+from services.common.protoconv import timestamp
+from services.common.serving import SHUTDOWN_GRACE_SECONDS, AsyncServer
+from services.llm_unit import errors, service, store
+from services.llm_unit.config import Settings
+from services.llm_unit.errors import DOMAIN
+from services.llm_unit.providers import ProviderClient
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LlmService"].full_name
+MIGRATIONS = pathlib.Path(__file__).resolve().parent / "migrations"
+# Threads that run the (synchronous) database transactions, off the event loop.
+DATABASE_THREADS = 8
+_KINDS = {pb.PROVIDER_KIND_OPENAI: service.Kind.OPENAI, pb.PROVIDER_KIND_OLLAMA: service.Kind.OLLAMA}
+_KIND_NUMBERS = {kind: number for number, kind in _KINDS.items()}
+
+
+class LlmServicer(pb_grpc.LlmServiceServicer):
+    def __init__(self, database: Database, executor: ThreadPoolExecutor, providers: ProviderClient,
+                 generation_timeout_ms: int) -> None:
+        self._database = database
+        self._executor = executor
+        self._providers = providers
+        self._generation_timeout_ms = generation_timeout_ms
+
+    @maps_errors(DOMAIN)
+    async def CreateProvider(self, request, context):
+        fields = service.new_provider(request.name, request.api_endpoint, _kind(request.kind),
+                                      request.api_key if request.HasField("api_key") else None)
+        return await self._mutate(
+            request.request_id, pb.CreateProviderResponse,
+            lambda session: pb.CreateProviderResponse(provider=_provider(store.create_provider(session, fields))),
+            conflict=errors.provider_name_taken(fields.name),
+        )
+
+    @maps_errors(DOMAIN)
+    async def UpdateProvider(self, request, context):
+        provider_id = service.required_id(request.provider_id, "provider_id")
+        changes = service.provider_changes(
+            _optional(request, "name"), _optional(request, "api_endpoint"), _kind(request.kind),
+            _optional(request, "api_key"),
+        )
+        return await self._mutate(
+            request.request_id, pb.UpdateProviderResponse,
+            lambda session: pb.UpdateProviderResponse(
+                provider=_provider(store.update_provider(session, provider_id, changes))),
+            conflict=errors.provider_name_taken(changes.name) if changes.name else None,
+        )
+
+    @maps_errors(DOMAIN)
+    async def DeleteProvider(self, request, context):
+        provider_id = service.required_id(request.provider_id, "provider_id")
+
+        def apply(session):
+            store.delete_provider(session, provider_id)
+            return pb.DeleteProviderResponse()
+
+        return await self._mutate(request.request_id, pb.DeleteProviderResponse, apply)
+
+    @maps_errors(DOMAIN)
+    async def GetProvider(self, request, context):
+        provider = await self._read(store.get_provider, service.required_id(request.provider_id, "provider_id"))
+        return pb.GetProviderResponse(provider=_provider(provider))
+
+    @maps_errors(DOMAIN)
+    async def ListProviders(self, request, context):
+        limit = paging.page_size(request.page_size)
+        after = paging.decode_token(request.page_token)
+        providers, next_position = await self._read(store.list_providers, after, limit)
+        return pb.ListProvidersResponse(providers=[_provider(p) for p in providers],
+                                        next_page_token=_token(next_position))
+
+    @maps_errors(DOMAIN)
+    async def CreateLlm(self, request, context):
+        provider_id = service.required_id(request.provider_id, "provider_id")
+        fields = service.new_llm(request.name, _optional(request, "context_max_messages"),
+                                 _optional(request, "context_max_chars"))
+        return await self._mutate(
+            request.request_id, pb.CreateLlmResponse,
+            lambda session: pb.CreateLlmResponse(llm=_llm(store.create_llm(session, provider_id, fields))),
+            conflict=errors.llm_name_taken(fields.name),
+        )
+
+    @maps_errors(DOMAIN)
+    async def UpdateLlm(self, request, context):
+        llm_id = service.required_id(request.llm_id, "llm_id")
+        changes = service.llm_changes(_optional(request, "name"), _optional(request, "context_max_messages"),
+                                      _optional(request, "context_max_chars"))
+        return await self._mutate(
+            request.request_id, pb.UpdateLlmResponse,
+            lambda session: pb.UpdateLlmResponse(llm=_llm(store.update_llm(session, llm_id, changes))),
+            conflict=errors.llm_name_taken(changes.name) if changes.name else None,
+        )
+
+    @maps_errors(DOMAIN)
+    async def DeleteLlm(self, request, context):
+        llm_id = service.required_id(request.llm_id, "llm_id")
+
+        def apply(session):
+            store.delete_llm(session, llm_id)
+            return pb.DeleteLlmResponse()
+
+        return await self._mutate(request.request_id, pb.DeleteLlmResponse, apply)
+
+    @maps_errors(DOMAIN)
+    async def GetLlm(self, request, context):
+        llm, provider = await self._read(store.get_llm, service.required_id(request.llm_id, "llm_id"))
+        return pb.GetLlmResponse(llm=_llm(llm), provider=_provider(provider))
+
+    @maps_errors(DOMAIN)
+    async def ListLlms(self, request, context):
+        limit = paging.page_size(request.page_size)
+        after = paging.decode_token(request.page_token)
+        llms, next_position = await self._read(store.list_llms, request.provider_id, after, limit)
+        return pb.ListLlmsResponse(llms=[_llm(llm) for llm in llms], next_page_token=_token(next_position))
+
+    @maps_errors(DOMAIN)
+    async def GenerateReply(self, request, context):
+        loop = asyncio.get_running_loop()
+        budget = service.generation_seconds(request.timeout_ms, self._generation_timeout_ms, context.time_remaining())
+        deadline = loop.time() + budget
+        messages = service.conversation((m.role, m.content) for m in request.messages)
+        llm, provider = await self._read(store.get_llm, service.required_id(request.llm_id, "llm_id"))
+        service.check_provider(llm, request.provider_id)
+        async with self._providers.reply(provider, llm.name, messages, deadline, budget) as reply:
+            # A cancelled call may end while this generator is parked at a yield, where no
+            # exception reaches it; the task's end still hangs up on the provider.
+            asyncio.current_task().add_done_callback(reply.abort)
+            async for deltas in reply:
+                for text in deltas:
+                    yield pb.GenerateReplyResponse(delta=pb.TokenDelta(content=text))
+            final = reply.final()
+            yield pb.GenerateReplyResponse(final=pb.FinalReply(
+                content=final.content, finish_reason=final.finish_reason,
+                usage=pb.TokenUsage(prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens),
+            ))
+
+    async def _in_thread(self, function: Callable, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(function, *args))
+
+    async def _read(self, query: Callable, *args):
+        def transaction():
+            with self._database.transaction() as session:
+                return query(session, *args)
+
+        return await self._in_thread(transaction)
+
+    async def _mutate(self, request_id: str, response_type, apply: Callable, conflict=None):
+        service.request_id(request_id)
+        return await self._in_thread(store.mutate, self._database, request_id, response_type.FromString, apply,
+                                     conflict)
+
+
+def _optional(request, field: str):
+    return getattr(request, field) if request.HasField(field) else None
+
+
+def _kind(number: int) -> service.Kind | None:
+    """UNSPECIFIED is None (the default or "unchanged"); an unknown number is an error."""
+    if number == pb.PROVIDER_KIND_UNSPECIFIED:
+        return None
+    if number not in _KINDS:
+        raise errors.invalid(f"kind {number} is not a ProviderKind", "INVALID_PROVIDER_KIND")
+    return _KINDS[number]
+
+
+def _token(position: int | None) -> str:
+    return "" if position is None else paging.encode_token(position)
+
+
+def _provider(provider: service.Provider) -> pb.Provider:
+    return pb.Provider(
+        provider_id=provider.provider_id, name=provider.name, api_endpoint=provider.api_endpoint,
+        kind=_KIND_NUMBERS[provider.kind], has_api_key=provider.has_api_key,
+        create_time=timestamp(provider.created_at), update_time=timestamp(provider.updated_at),
+    )
+
+
+def _llm(llm: service.Llm) -> pb.Llm:
+    return pb.Llm(
+        llm_id=llm.llm_id, name=llm.name, provider_id=llm.provider_id,
+        context_max_messages=llm.context_max_messages, context_max_chars=llm.context_max_chars,
+        create_time=timestamp(llm.created_at), update_time=timestamp(llm.updated_at),
+    )
+
+
+class LlmUnitServer(AsyncServer):
+    """The gRPC server plus what the unit owns: its database, the database threads, the HTTP session."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.database = Database(settings.database_url, settings.database_schema)
+        self.database.migrate(MIGRATIONS, store.metadata)
+        self._executor = ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="llm-unit-db")
+        self._providers = ProviderClient()
+        servicer = LlmServicer(self.database, self._executor, self._providers, settings.generation_timeout_ms)
+        try:
+            super().__init__(lambda server: pb_grpc.add_LlmServiceServicer_to_server(servicer, server),
+                             [SERVICE_NAME], settings.address)
+        except BaseException:
+            self._release()
+            raise
+
+    async def start(self) -> "LlmUnitServer":
+        await self._providers.start()
+        await super().start()
+        return self
+
+    async def stop(self, grace: float | None = SHUTDOWN_GRACE_SECONDS) -> None:
+        await super().stop(grace)
+        await self._providers.close()
+        await asyncio.to_thread(self._release)
+
+    def _release(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.database.dispose()
+
+
+def build_server(settings: Settings) -> LlmUnitServer:
+    """Migrates the database and builds the server; `await server.start()` inside the event loop."""
+    return LlmUnitServer(settings)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+    except RuntimeError as error:
+        raise SystemExit(f"llm_unit: {error}") from None
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    server = build_server(settings)
+    log.info("llm_unit serving %s on port %d", SERVICE_NAME, server.port)
+    await server.serve_until_sigterm()

@@ -1,0 +1,241 @@
+"""The LLM unit's rules: what a valid provider, model and conversation is, and the generation budget."""
+
+import dataclasses
+import datetime
+import enum
+import urllib.parse
+from collections.abc import Iterable
+
+from services.llm_unit import errors
+
+MAX_REQUEST_ID_CHARS = 128
+MAX_PROVIDER_NAME_CHARS = 100
+MAX_ENDPOINT_CHARS = 2_000
+MAX_API_KEY_CHARS = 4_000
+MAX_LLM_NAME_CHARS = 200
+CONTEXT_MAX_MESSAGES = (1, 10_000)
+CONTEXT_MAX_CHARS = (1, 10_000_000)
+DEFAULT_CONTEXT_MAX_MESSAGES = 50
+DEFAULT_CONTEXT_MAX_CHARS = 100_000
+MAX_CONVERSATION_MESSAGES = 10_000
+ROLES = frozenset({"system", "user", "assistant"})
+# Characters of a provider's error body quoted back in an error message.
+EXCERPT_CHARS = 200
+REDACTED = "[redacted]"
+
+
+class Kind(enum.Enum):
+    """The protocol a provider speaks."""
+
+    OPENAI = "openai"
+    OLLAMA = "ollama"
+
+
+@dataclasses.dataclass(frozen=True)
+class Provider:
+    provider_id: str
+    name: str
+    api_endpoint: str
+    kind: Kind
+    # repr=False: a logged or printed record must not show the key.
+    api_key: str | None = dataclasses.field(repr=False)
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+
+    @property
+    def has_api_key(self) -> bool:
+        return bool(self.api_key)
+
+
+@dataclasses.dataclass(frozen=True)
+class Llm:
+    llm_id: str
+    name: str
+    provider_id: str
+    context_max_messages: int
+    context_max_chars: int
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class NewProvider:
+    name: str
+    api_endpoint: str
+    kind: Kind
+    api_key: str | None = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProviderChanges:
+    """None means unchanged; `replace_api_key` with `api_key` None removes the key."""
+
+    name: str | None
+    api_endpoint: str | None
+    kind: Kind | None
+    replace_api_key: bool
+    api_key: str | None = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class NewLlm:
+    name: str
+    context_max_messages: int
+    context_max_chars: int
+
+
+@dataclasses.dataclass(frozen=True)
+class LlmChanges:
+    """None means unchanged."""
+
+    name: str | None
+    context_max_messages: int | None
+    context_max_chars: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+
+
+def request_id(value: str) -> str:
+    if len(value) > MAX_REQUEST_ID_CHARS:
+        raise errors.invalid(f"request_id is longer than {MAX_REQUEST_ID_CHARS} characters", "INVALID_REQUEST_ID")
+    return value
+
+
+def required_id(value: str, field: str) -> str:
+    if not value:
+        raise errors.invalid(f"{field} is required", "MISSING_ID")
+    return value
+
+
+def new_provider(name: str, api_endpoint: str, kind: Kind | None, api_key: str | None) -> NewProvider:
+    return NewProvider(
+        name=provider_name(name),
+        api_endpoint=endpoint(api_endpoint),
+        kind=kind or Kind.OPENAI,
+        api_key=key(api_key),
+    )
+
+
+def provider_changes(
+    name: str | None, api_endpoint: str | None, kind: Kind | None, api_key: str | None
+) -> ProviderChanges:
+    """Absent (None) fields stay unchanged; an empty api_key removes the key."""
+    return ProviderChanges(
+        name=None if name is None else provider_name(name),
+        api_endpoint=None if api_endpoint is None else endpoint(api_endpoint),
+        kind=kind,
+        replace_api_key=api_key is not None,
+        api_key=key(api_key),
+    )
+
+
+def new_llm(name: str, context_max_messages: int | None, context_max_chars: int | None) -> NewLlm:
+    return NewLlm(
+        name=llm_name(name),
+        context_max_messages=_limit(context_max_messages, DEFAULT_CONTEXT_MAX_MESSAGES, CONTEXT_MAX_MESSAGES,
+                                    "context_max_messages"),
+        context_max_chars=_limit(context_max_chars, DEFAULT_CONTEXT_MAX_CHARS, CONTEXT_MAX_CHARS,
+                                 "context_max_chars"),
+    )
+
+
+def llm_changes(name: str | None, context_max_messages: int | None, context_max_chars: int | None) -> LlmChanges:
+    return LlmChanges(
+        name=None if name is None else llm_name(name),
+        context_max_messages=_limit(context_max_messages, None, CONTEXT_MAX_MESSAGES, "context_max_messages"),
+        context_max_chars=_limit(context_max_chars, None, CONTEXT_MAX_CHARS, "context_max_chars"),
+    )
+
+
+def provider_name(value: str) -> str:
+    return _text(value, MAX_PROVIDER_NAME_CHARS, "provider name", "INVALID_PROVIDER_NAME")
+
+
+def llm_name(value: str) -> str:
+    return _text(value, MAX_LLM_NAME_CHARS, "llm name", "INVALID_LLM_NAME")
+
+
+def endpoint(value: str) -> str:
+    url = value.strip()
+    if not url or len(url) > MAX_ENDPOINT_CHARS:
+        raise errors.invalid(f"api_endpoint must be 1 to {MAX_ENDPOINT_CHARS:,} characters", "INVALID_API_ENDPOINT")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname
+            or any(c.isspace() or not c.isprintable() for c in url)):
+        raise errors.invalid(f"api_endpoint must be an http or https URL with a host, not {url[:100]!r}",
+                             "INVALID_API_ENDPOINT")
+    return url
+
+
+def key(value: str | None) -> str | None:
+    """None or empty: no key. The message never repeats the key."""
+    if not value:
+        return None
+    # It travels in an HTTP header, so only visible ASCII is allowed.
+    if len(value) > MAX_API_KEY_CHARS or not all("!" <= c <= "~" for c in value):
+        raise errors.invalid(f"api_key must be at most {MAX_API_KEY_CHARS:,} visible ASCII characters",
+                             "INVALID_API_KEY")
+    return value
+
+
+def conversation(messages: Iterable[tuple[str, str]]) -> tuple[Message, ...]:
+    result = tuple(Message(role, content) for role, content in messages)
+    if not 1 <= len(result) <= MAX_CONVERSATION_MESSAGES:
+        raise errors.invalid(f"messages must hold 1 to {MAX_CONVERSATION_MESSAGES:,} messages (got {len(result)})",
+                             "INVALID_MESSAGES")
+    for index, message in enumerate(result):
+        if message.role not in ROLES:
+            raise errors.invalid(f"messages[{index}].role must be one of {sorted(ROLES)}, not {message.role[:20]!r}",
+                                 "INVALID_MESSAGES")
+    return result
+
+
+def check_provider(llm: Llm, provider_id: str) -> None:
+    """A GenerateReply that names a provider must name the model's own."""
+    if provider_id and provider_id != llm.provider_id:
+        raise errors.provider_mismatch(llm.llm_id, provider_id)
+
+
+def generation_seconds(timeout_ms: int, default_ms: int, call_remaining: float | None) -> float:
+    """The overall budget of a generation: the request's, else the unit's, never past the call's deadline."""
+    if timeout_ms < 0:
+        raise errors.invalid(f"timeout_ms must not be negative (got {timeout_ms})", "INVALID_TIMEOUT")
+    seconds = (timeout_ms or default_ms) / 1000
+    if call_remaining is not None:
+        seconds = min(seconds, call_remaining)
+    return max(seconds, 0.0)
+
+
+def excerpt(body: str, secret: str | None) -> str:
+    """A short, single-line quote of a provider's answer with the key blotted out."""
+    text = " ".join(redact(body, secret).split())
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "..."
+
+
+def redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, REDACTED) if secret else text
+
+
+def _text(value: str, maximum: int, what: str, reason: str) -> str:
+    text = value.strip()
+    if not text or len(text) > maximum or not text.isprintable():
+        raise errors.invalid(f"{what} must be 1 to {maximum:,} printable characters", reason)
+    return text
+
+
+def _limit(value: int | None, default: int | None, bounds: tuple[int, int], field: str) -> int | None:
+    if value is None:
+        return default
+    low, high = bounds
+    if not low <= value <= high:
+        raise errors.invalid(f"{field} must be between {low:,} and {high:,} (got {value:,})",
+                             "INVALID_CONTEXT_LIMIT")
+    return value

@@ -1,0 +1,264 @@
+"""The LLM unit's tables and queries; the only module that imports SQLAlchemy. Functions never commit."""
+
+import datetime
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from services.common.db import Database, as_utc, request_ledger, run_once, utcnow
+from services.common.errors import DomainError
+from services.llm_unit import errors, service
+
+Response = TypeVar("Response")
+LIVE = sa.text("deleted_at IS NULL")
+
+
+class Base(orm.DeclarativeBase):
+    pass
+
+
+metadata = Base.metadata
+request_ledger(metadata)
+
+
+class ProviderRow(Base):
+    __tablename__ = "providers"
+    __table_args__ = (
+        # A name is unique among live providers only: a deleted provider's name can be reused.
+        sa.Index("uq_providers_live_name", "name", unique=True, sqlite_where=LIVE, postgresql_where=LIVE),
+    )
+
+    seq: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    id: orm.Mapped[str] = orm.mapped_column(sa.String(36), unique=True)
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    api_endpoint: orm.Mapped[str] = orm.mapped_column(sa.String(2000))
+    kind: orm.Mapped[str] = orm.mapped_column(sa.String(16))
+    api_key: orm.Mapped[str | None] = orm.mapped_column(sa.String(4000))
+    created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+    updated_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+    deleted_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
+
+
+class LlmRow(Base):
+    __tablename__ = "llms"
+    __table_args__ = (
+        sa.Index("uq_llms_live_provider_name", "provider_id", "name", unique=True,
+                 sqlite_where=LIVE, postgresql_where=LIVE),
+        sa.Index("ix_llms_provider_seq", "provider_id", "seq"),
+    )
+
+    seq: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    id: orm.Mapped[str] = orm.mapped_column(sa.String(36), unique=True)
+    provider_id: orm.Mapped[str] = orm.mapped_column(sa.String(36), sa.ForeignKey("providers.id"))
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(200))
+    context_max_messages: orm.Mapped[int] = orm.mapped_column(sa.Integer)
+    context_max_chars: orm.Mapped[int] = orm.mapped_column(sa.Integer)
+    created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+    updated_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+    deleted_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
+
+
+_LLMS, _PROVIDERS = LlmRow.__table__, ProviderRow.__table__
+# GenerateReply runs this once per generation: selecting columns rather than ORM
+# entities costs about half as much CPU (the GIL the event loop also needs).
+_LLM_WITH_PROVIDER = (
+    sa.select(*(c.label(f"llm_{c.name}") for c in _LLMS.c), *(c.label(f"provider_{c.name}") for c in _PROVIDERS.c))
+    .join_from(_LLMS, _PROVIDERS, _PROVIDERS.c.id == _LLMS.c.provider_id)
+    .where(_LLMS.c.id == sa.bindparam("llm_id"), _LLMS.c.deleted_at.is_(None), _PROVIDERS.c.deleted_at.is_(None))
+)
+
+
+def mutate(
+    database: Database,
+    request_id: str,
+    decode: Callable[[bytes], Response],
+    apply: Callable[[orm.Session], Response],
+    conflict: DomainError | None = None,
+) -> Response:
+    """run_once, with a unique-index race lost to a concurrent writer reported as `conflict`.
+
+    The IntegrityError must leave `apply` untouched so that run_once can replay a
+    concurrent twin with the same request id; what is left over is a name clash.
+    """
+    try:
+        return run_once(database, request_id, decode, apply)
+    except sa.exc.IntegrityError:
+        if conflict is None:
+            raise
+        raise conflict from None
+
+
+# Providers.
+
+def create_provider(session: orm.Session, fields: service.NewProvider) -> service.Provider:
+    _check_provider_name_free(session, fields.name)
+    now = utcnow()
+    row = ProviderRow(id=str(uuid.uuid4()), name=fields.name, api_endpoint=fields.api_endpoint,
+                      kind=fields.kind.value, api_key=fields.api_key, created_at=now, updated_at=now)
+    session.add(row)
+    session.flush()
+    return _provider(row)
+
+
+def update_provider(session: orm.Session, provider_id: str, changes: service.ProviderChanges) -> service.Provider:
+    row = _live_provider(session, provider_id)
+    if changes.name is not None and changes.name != row.name:
+        _check_provider_name_free(session, changes.name)
+        row.name = changes.name
+    if changes.api_endpoint is not None:
+        row.api_endpoint = changes.api_endpoint
+    if changes.kind is not None:
+        row.kind = changes.kind.value
+    if changes.replace_api_key:
+        row.api_key = changes.api_key
+    if session.is_modified(row):
+        row.updated_at = utcnow()
+    session.flush()
+    return _provider(row)
+
+
+def delete_provider(session: orm.Session, provider_id: str) -> None:
+    """Soft-deletes the provider and its live models."""
+    row = _live_provider(session, provider_id)
+    now = utcnow()
+    row.deleted_at = now
+    session.execute(
+        sa.update(LlmRow).where(LlmRow.provider_id == row.id, LlmRow.deleted_at.is_(None)).values(deleted_at=now)
+    )
+    session.flush()
+
+
+def get_provider(session: orm.Session, provider_id: str) -> service.Provider:
+    return _provider(_live_provider(session, provider_id))
+
+
+def list_providers(session: orm.Session, after: int | None, limit: int) -> tuple[list[service.Provider], int | None]:
+    query = sa.select(ProviderRow).where(ProviderRow.deleted_at.is_(None))
+    rows, next_position = _page(session, query, ProviderRow.seq, after, limit)
+    return [_provider(row) for row in rows], next_position
+
+
+# Models.
+
+def create_llm(session: orm.Session, provider_id: str, fields: service.NewLlm) -> service.Llm:
+    # The row lock orders this against a concurrent DeleteProvider (PostgreSQL; SQLite's
+    # BEGIN IMMEDIATE already serialises writers), so no live model outlives its provider.
+    provider = _live_provider(session, provider_id, lock=True)
+    _check_llm_name_free(session, provider.id, fields.name)
+    now = utcnow()
+    row = LlmRow(id=str(uuid.uuid4()), provider_id=provider.id, name=fields.name,
+                 context_max_messages=fields.context_max_messages, context_max_chars=fields.context_max_chars,
+                 created_at=now, updated_at=now)
+    session.add(row)
+    session.flush()
+    return _llm(row)
+
+
+def update_llm(session: orm.Session, llm_id: str, changes: service.LlmChanges) -> service.Llm:
+    row = _live_llm(session, llm_id)
+    if changes.name is not None and changes.name != row.name:
+        _check_llm_name_free(session, row.provider_id, changes.name)
+        row.name = changes.name
+    if changes.context_max_messages is not None:
+        row.context_max_messages = changes.context_max_messages
+    if changes.context_max_chars is not None:
+        row.context_max_chars = changes.context_max_chars
+    if session.is_modified(row):
+        row.updated_at = utcnow()
+    session.flush()
+    return _llm(row)
+
+
+def delete_llm(session: orm.Session, llm_id: str) -> None:
+    _live_llm(session, llm_id).deleted_at = utcnow()
+    session.flush()
+
+
+def get_llm(session: orm.Session, llm_id: str) -> tuple[service.Llm, service.Provider]:
+    """A live model and its provider (live too: deleting a provider deletes its models)."""
+    row = session.execute(_LLM_WITH_PROVIDER, {"llm_id": llm_id}).mappings().one_or_none()
+    if row is None:
+        raise errors.llm_not_found(llm_id)
+    return _llm(_Prefixed(row, "llm_")), _provider(_Prefixed(row, "provider_"))
+
+
+def list_llms(
+    session: orm.Session, provider_id: str, after: int | None, limit: int
+) -> tuple[list[service.Llm], int | None]:
+    query = sa.select(LlmRow).where(LlmRow.deleted_at.is_(None))
+    if provider_id:
+        query = query.where(LlmRow.provider_id == _live_provider(session, provider_id).id)
+    rows, next_position = _page(session, query, LlmRow.seq, after, limit)
+    return [_llm(row) for row in rows], next_position
+
+
+# Helpers.
+
+def _page(session: orm.Session, query: sa.Select, seq: orm.InstrumentedAttribute, after: int | None, limit: int):
+    """Keyset paging on seq: one row more than asked tells whether a next page exists."""
+    if after is not None:
+        query = query.where(seq > after)
+    rows = list(session.scalars(query.order_by(seq).limit(limit + 1)))
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].seq
+    return rows, None
+
+
+def _live_provider(session: orm.Session, provider_id: str, lock: bool = False) -> ProviderRow:
+    query = sa.select(ProviderRow).where(ProviderRow.id == provider_id, ProviderRow.deleted_at.is_(None))
+    row = session.scalars(query.with_for_update() if lock else query).one_or_none()
+    if row is None:
+        raise errors.provider_not_found(provider_id)
+    return row
+
+
+def _live_llm(session: orm.Session, llm_id: str) -> LlmRow:
+    row = session.scalars(
+        sa.select(LlmRow).where(LlmRow.id == llm_id, LlmRow.deleted_at.is_(None))
+    ).one_or_none()
+    if row is None:
+        raise errors.llm_not_found(llm_id)
+    return row
+
+
+def _check_provider_name_free(session: orm.Session, name: str) -> None:
+    taken = session.scalar(
+        sa.select(ProviderRow.seq).where(ProviderRow.name == name, ProviderRow.deleted_at.is_(None))
+    )
+    if taken is not None:
+        raise errors.provider_name_taken(name)
+
+
+def _check_llm_name_free(session: orm.Session, provider_id: str, name: str) -> None:
+    taken = session.scalar(
+        sa.select(LlmRow.seq).where(LlmRow.provider_id == provider_id, LlmRow.name == name,
+                                    LlmRow.deleted_at.is_(None))
+    )
+    if taken is not None:
+        raise errors.llm_name_taken(name)
+
+
+class _Prefixed:
+    """Attribute access to one table's labelled columns of a joined row."""
+
+    def __init__(self, row, prefix: str) -> None:
+        self._row = row
+        self._prefix = prefix
+
+    def __getattr__(self, name: str):
+        return self._row[self._prefix + name]
+
+
+def _provider(row: ProviderRow | _Prefixed) -> service.Provider:
+    return service.Provider(provider_id=row.id, name=row.name, api_endpoint=row.api_endpoint,
+                            kind=service.Kind(row.kind), api_key=row.api_key,
+                            created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))
+
+
+def _llm(row: LlmRow | _Prefixed) -> service.Llm:
+    return service.Llm(llm_id=row.id, name=row.name, provider_id=row.provider_id,
+                       context_max_messages=row.context_max_messages, context_max_chars=row.context_max_chars,
+                       created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))
