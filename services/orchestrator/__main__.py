@@ -1,0 +1,5 @@
+"""Runs the orchestrator: `python -m services.orchestrator`."""
+
+from services.orchestrator.server import main
+
+main()

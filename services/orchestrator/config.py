@@ -1,0 +1,43 @@
+"""The orchestrator's settings, read once from LLMCHATLINKER_* environment variables."""
+
+import dataclasses
+
+from services.common import config
+from services.orchestrator import queues
+
+DEFAULT_PORT = 50051
+# Unacknowledged instructions per replica: the broker's prefetch and the cycle's concurrency.
+DEFAULT_MAX_IN_FLIGHT = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    # HOST:PORT of the gRPC front door; tests pass "127.0.0.1:0" and read the bound port.
+    address: str
+    user_unit_addr: str
+    chat_unit_addr: str
+    llm_unit_addr: str
+    db_unit_addr: str
+    # amqp://user:password@host:port/vhost; None runs the cycle on an in-process queue.
+    amqp_url: str | None = None
+    queue: str = queues.INSTRUCTION_QUEUE
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1:
+            raise RuntimeError('environment variable "LLMCHATLINKER_MAX_IN_FLIGHT" must be at least 1')
+        if not self.queue:
+            raise RuntimeError('environment variable "LLMCHATLINKER_QUEUE" must not be empty')
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        return cls(
+            address=config.listen_address("ORCHESTRATOR_PORT", DEFAULT_PORT),
+            user_unit_addr=config.required("USER_UNIT_ADDR"),
+            chat_unit_addr=config.required("CHAT_UNIT_ADDR"),
+            llm_unit_addr=config.required("LLM_UNIT_ADDR"),
+            db_unit_addr=config.required("DB_UNIT_ADDR"),
+            amqp_url=config.optional("AMQP_URL", "") or None,
+            queue=config.optional("QUEUE", queues.INSTRUCTION_QUEUE),
+            max_in_flight=config.integer("MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT),
+        )

@@ -1,0 +1,90 @@
+"""The orchestrator process: the gRPC front door plus the instruction cycle on RabbitMQ or in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import uuid
+
+from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2_grpc as orchestrator_grpc
+from services.common.serving import SHUTDOWN_GRACE_SECONDS, AsyncServer
+from services.orchestrator.channels import UnitChannels
+from services.orchestrator.config import Settings
+from services.orchestrator.control import ControlUnit
+from services.orchestrator.cycle import Cycle
+from services.orchestrator.fetch import AmqpQueue
+from services.orchestrator.frontdoor import SERVICE_NAME, OrchestratorServicer
+from services.orchestrator.inprocess import InProcessQueue
+from services.orchestrator.relay import Switchboard
+from services.orchestrator.store import Store
+
+log = logging.getLogger(__name__)
+
+# How long start() waits for the broker before serving anyway (the connection keeps retrying).
+BROKER_WAIT_SECONDS = 30.0
+
+
+class OrchestratorServer:
+    """The front door, the consumer and the unit channels, started and stopped together."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.replica_id = uuid.uuid4().hex[:12]
+        if settings.amqp_url:
+            self.transport = AmqpQueue(settings.amqp_url, settings.queue, settings.max_in_flight, self.replica_id)
+        else:
+            self.transport = InProcessQueue(settings.queue, settings.max_in_flight, self.replica_id)
+        self.switchboard = Switchboard()
+        servicer = OrchestratorServicer(self.transport, self.switchboard)
+        self._grpc = AsyncServer(lambda server: orchestrator_grpc.add_OrchestratorServiceServicer_to_server(
+            servicer, server), [SERVICE_NAME], settings.address)
+        self.port = self._grpc.port
+        self._channels: UnitChannels | None = None
+        self.cycle: Cycle | None = None
+
+    async def start(self) -> "OrchestratorServer":
+        s = self.settings
+        self._channels = UnitChannels.connect(s.user_unit_addr, s.chat_unit_addr, s.llm_unit_addr, s.db_unit_addr)
+        self.cycle = Cycle(self.transport, ControlUnit(self._channels), Store(self._channels, self.transport),
+                           self.switchboard)
+        self.transport.start(self.cycle.on_message, self.switchboard.on_reply)
+        try:
+            await self.transport.ready(BROKER_WAIT_SECONDS)
+        except asyncio.TimeoutError:
+            log.warning("no broker after %.0f s; serving, and still trying to connect", BROKER_WAIT_SECONDS)
+        await self._grpc.start()
+        log.info("orchestrator on port %d, queue %s (%s)", self.port, s.queue,
+                 "RabbitMQ" if s.amqp_url else "in-process")
+        return self
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Graceful: take no new instructions, finish those in progress, then close."""
+        await self.transport.stop_consuming()
+        if self.cycle is not None:
+            await self.cycle.drain(grace)
+        await self._grpc.stop(grace)
+        await self.transport.close()
+        if self._channels is not None:
+            await self._channels.close()
+
+
+def build_server(settings: Settings) -> OrchestratorServer:
+    return OrchestratorServer(settings)
+
+
+async def serve(settings: Settings) -> None:
+    server = build_server(settings)
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop_requested.set)
+    await server.start()
+    await stop_requested.wait()
+    log.info("shutting down")
+    await server.stop()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(Settings.from_env()))

@@ -1,0 +1,113 @@
+"""Store: each result goes back linked to its instruction, into db_unit's ledger and to reply_to.
+
+The ledger (RecordService.PutResult/GetResult, first writer wins) is what makes a redelivered
+instruction answer from memory instead of running again.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import grpc
+
+from llmchatlinker.db.v1 import db_service_pb2 as db_pb2
+from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
+from llmchatlinker.wire import result_to_json
+from services.orchestrator import queues
+from services.orchestrator.channels import UNARY_DEADLINE_S, UnitChannels
+from services.orchestrator.queues import Message
+from services.orchestrator.record import record_instruction
+
+Result = orchestrator_pb2.Result
+Instruction = orchestrator_pb2.Instruction
+
+
+def instruction_id_for(instruction: Instruction, message: Message) -> str:
+    """The proto instruction_id, else the AMQP message_id, else the correlation_id, else a new id."""
+    for candidate in (instruction.instruction_id, message.message_id, message.correlation_id):
+        if candidate:
+            return queues.bounded_id(candidate)
+    return str(uuid.uuid4())
+
+
+def reply_body(message: Message, result: Result) -> tuple[bytes, str]:
+    """The result in the request's encoding: a protobuf Result, or the legacy JSON reply."""
+    if queues.is_protobuf(message.content_type):
+        return result.SerializeToString(), queues.PROTOBUF
+    return json.dumps(result_to_json(result)).encode(), queues.JSON
+
+
+class Store:
+    """The ledger on db_unit, instruction records, replies and dead letters."""
+
+    def __init__(self, channels: UnitChannels, transport: queues.Transport):
+        self._channels = channels
+        self._transport = transport
+
+    async def lookup(self, instruction_id: str) -> Result | None:
+        """The stored final result of an instruction, or None when it has not finished."""
+        try:
+            response = await self._channels.records.GetResult(
+                db_pb2.GetResultRequest(instruction_id=instruction_id), timeout=UNARY_DEADLINE_S)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+        return Result.FromString(response.result)
+
+    async def keep(self, instruction: Instruction, result: Result) -> Result:
+        """Records the instruction for its users, then stores the result; returns the stored one,
+        which is another run's when that run stored first.
+
+        The record comes first because it is idempotent (keyed by the instruction id) while the
+        ledger entry is what marks the instruction done: a crash between them repeats the record
+        harmlessly instead of losing it.
+        """
+        await record_instruction(self._channels, instruction, result)
+        response = await self._channels.records.PutResult(
+            db_pb2.PutResultRequest(instruction_id=result.instruction_id, result=result.SerializeToString()),
+            timeout=UNARY_DEADLINE_S)
+        return Result.FromString(response.result) if response.already_stored else result
+
+    async def reply(self, message: Message, result: Result) -> None:
+        """Publishes the result to the request's reply_to, persistent and confirmed."""
+        if not message.reply_to:
+            return
+        body, content_type = reply_body(message, result)
+        await self._transport.publish(message.reply_to, Message(
+            body=body,
+            content_type=content_type,
+            correlation_id=message.correlation_id,
+            message_id=f"{result.instruction_id}/{result.sequence}",
+        ))
+
+    async def dead_letter(self, message: Message, failure: str, reason: str) -> None:
+        """Keeps the raw message, with why it failed, on the dead-letter queue (confirmed)."""
+        headers = dict(message.headers)
+        headers.update({
+            queues.FAILURE_HEADER: failure,
+            queues.FAILURE_REASON_HEADER: reason,
+            queues.ORIGIN_QUEUE_HEADER: self._transport.queue,
+        })
+        await self._transport.publish(queues.dead_letter_queue(self._transport.queue), Message(
+            body=message.body,
+            content_type=message.content_type,
+            reply_to=message.reply_to,
+            correlation_id=message.correlation_id,
+            message_id=message.message_id,
+            headers=headers,
+        ))
+
+    async def republish(self, message: Message, deliveries: int) -> None:
+        """Puts a message that was delivered and never finished back on the queue, counting it."""
+        headers = dict(message.headers)
+        headers[queues.DELIVERY_COUNT_HEADER] = deliveries
+        await self._transport.publish(self._transport.queue, Message(
+            body=message.body,
+            content_type=message.content_type,
+            reply_to=message.reply_to,
+            correlation_id=message.correlation_id,
+            message_id=message.message_id,
+            headers=headers,
+        ))

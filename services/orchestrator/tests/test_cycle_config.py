@@ -1,0 +1,46 @@
+"""The orchestrator's settings: unit addresses are required, the broker is optional."""
+
+import pytest
+
+from services.orchestrator.config import Settings
+
+ADDRESSES = {f"LLMCHATLINKER_{unit}_ADDR": f"127.0.0.1:{port}"
+             for unit, port in (("USER_UNIT", 50052), ("CHAT_UNIT", 50053), ("LLM_UNIT", 50054), ("DB_UNIT", 50055))}
+
+
+@pytest.fixture
+def environment(monkeypatch):
+    for name in ADDRESSES | {"LLMCHATLINKER_AMQP_URL": "", "LLMCHATLINKER_QUEUE": "", "LLMCHATLINKER_MAX_IN_FLIGHT": "",
+                             "LLMCHATLINKER_ORCHESTRATOR_PORT": ""}:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_defaults_run_on_the_in_process_queue(environment):
+    for name, value in ADDRESSES.items():
+        environment.setenv(name, value)
+    settings = Settings.from_env()
+    assert settings.address.endswith(":50051") and settings.db_unit_addr == "127.0.0.1:50055"
+    assert (settings.amqp_url, settings.queue, settings.max_in_flight) == (None, "instruction_queue", 256)
+
+
+def test_a_missing_unit_address_fails_naming_the_variable(environment):
+    for name, value in ADDRESSES.items():
+        if name != "LLMCHATLINKER_LLM_UNIT_ADDR":
+            environment.setenv(name, value)
+    with pytest.raises(RuntimeError, match="LLMCHATLINKER_LLM_UNIT_ADDR"):
+        Settings.from_env()
+
+
+def test_broker_queue_and_concurrency_come_from_the_environment(environment):
+    for name, value in ADDRESSES.items():
+        environment.setenv(name, value)
+    environment.setenv("LLMCHATLINKER_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    environment.setenv("LLMCHATLINKER_QUEUE", "other_queue")
+    environment.setenv("LLMCHATLINKER_MAX_IN_FLIGHT", "32")
+    settings = Settings.from_env()
+    assert (settings.amqp_url, settings.queue, settings.max_in_flight) == (
+        "amqp://guest:guest@127.0.0.1:5672/%2F", "other_queue", 32)
+    environment.setenv("LLMCHATLINKER_MAX_IN_FLIGHT", "0")
+    with pytest.raises(RuntimeError, match="LLMCHATLINKER_MAX_IN_FLIGHT"):
+        Settings.from_env()
