@@ -26,7 +26,7 @@ gen/.stamp: $(VENV)/.stamp $(PROTOS) tools/protogen.py
 proto: gen/.stamp
 
 run: proto
-	$(VENV)/bin/llmchatlinker up
+	$(VENV)/bin/llmchatlinker up $(ARGS)
 
 test: proto
 	$(PY) -m pytest

@@ -1,0 +1,14 @@
+"""Python clients of LLMChatLinker.
+
+- `LLMChatLinkerClient`: the original client's methods and reply dicts, over gRPC (default) or AMQP.
+- `Client` / `AsyncClient`: typed protobuf Instructions in, Results out, for new code.
+- `LLMChatLinkerError`: the one exception, carrying a gRPC status code, message and reason.
+"""
+
+from llmchatlinker.client.aio import AsyncClient
+from llmchatlinker.client.errors import LLMChatLinkerError
+from llmchatlinker.client.instructions import as_instruction
+from llmchatlinker.client.legacy import LLMChatLinkerClient
+from llmchatlinker.client.typed import Client
+
+__all__ = ["AsyncClient", "Client", "LLMChatLinkerClient", "LLMChatLinkerError", "as_instruction"]

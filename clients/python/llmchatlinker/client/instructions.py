@@ -1,0 +1,44 @@
+"""Turning typed requests into Instructions, and reading Results."""
+
+from __future__ import annotations
+
+import uuid
+
+from google.protobuf.message import Message
+
+from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
+
+# Message full name -> the Instruction oneof field carrying it (UserCreate -> "user_create").
+_FIELD_BY_TYPE = {
+    field.message_type.full_name: field.name
+    for field in pb.Instruction.DESCRIPTOR.oneofs_by_name["instruction"].fields
+}
+
+
+def as_instruction(request: Message) -> pb.Instruction:
+    """A copy of `request` as an Instruction with an instruction_id.
+
+    `request` is an Instruction or one of its 26 typed requests (`UserCreate(username="ada")`).
+    The id, when the caller set none, is a fresh UUID: it makes the call safe to retry.
+    """
+    if isinstance(request, pb.Instruction):
+        instruction = pb.Instruction()
+        instruction.CopyFrom(request)
+    else:
+        field = _FIELD_BY_TYPE.get(request.DESCRIPTOR.full_name)
+        if field is None:
+            raise TypeError(f"not an Instruction nor one of its requests: {request.DESCRIPTOR.full_name}")
+        instruction = pb.Instruction()
+        getattr(instruction, field).CopyFrom(request)
+    if not instruction.instruction_id:
+        instruction.instruction_id = uuid.uuid4().hex
+    return instruction
+
+
+def is_ok(result: pb.Result) -> bool:
+    return result.status.code == 0
+
+
+def delta_text(result: pb.Result) -> str | None:
+    """The token delta a progress event carries; None for any other event."""
+    return result.delta.content if result.WhichOneof("payload") == "delta" else None

@@ -1,0 +1,236 @@
+"""Checks the Dockerfile, docker-compose.yml and Kubernetes manifests without a container engine."""
+
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+SERVICES = ("orchestrator", "user_unit", "chat_unit", "llm_unit", "db_unit")
+PORTS = {"orchestrator": 50051, "user_unit": 50052, "chat_unit": 50053, "llm_unit": 50054, "db_unit": 50055}
+# The oldest Kubernetes with native gRPC probes enabled by default (beta in 1.24, GA in 1.27).
+KUBERNETES_VERSION = "1.27"
+_SETTING = re.compile(r"""config\.(required|optional|integer|listen_address)\(\s*["']([A-Z0-9_]+)["']""")
+
+
+def settings_read_by(service: str) -> tuple[set[str], set[str]]:
+    """(every LLMCHATLINKER_* variable the service's config.py reads, the required ones)."""
+    source = (ROOT / "services" / service / "config.py").read_text()
+    found = _SETTING.findall(source)
+    assert found, f"no settings found in services/{service}/config.py"
+    names = {"LLMCHATLINKER_" + name for _, name in found} | {"LLMCHATLINKER_HOST"}  # HOST: listen_address
+    required = {"LLMCHATLINKER_" + name for kind, name in found if kind == "required"}
+    return names, required
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def compose_service(service: str) -> dict:
+    return compose()["services"][service.replace("_", "-")]
+
+
+def kubernetes_documents() -> list[dict]:
+    documents = []
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            documents += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return documents
+
+
+def kubernetes_objects(kind: str) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for doc in kubernetes_documents() if doc["kind"] == kind}
+
+
+def container_of(service: str) -> dict:
+    deployment = kubernetes_objects("Deployment")[service.replace("_", "-")]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def container_env_names(container: dict) -> set[str]:
+    names = {item["name"] for item in container.get("env", [])}
+    config_maps = kubernetes_objects("ConfigMap")
+    for source in container.get("envFrom", []):
+        names |= set(config_maps[source["configMapRef"]["name"]]["data"])
+    return names
+
+
+# Dockerfile and .dockerignore.
+
+def test_dockerfile_generates_code_and_runs_the_launcher():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.M)
+    assert "python -m tools.protogen gen" in dockerfile
+    assert "PYTHONPATH=/app:/app/gen:/app/clients/python" in dockerfile
+    assert 'ENTRYPOINT ["llmchatlinker"]' in dockerfile
+
+
+def test_dockerfile_pins_the_protoc_plugin_as_the_project_does():
+    pinned = re.search(r'"(mypy-protobuf==[^"]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    assert pinned in (ROOT / "Dockerfile").read_text()
+
+
+def test_dockerignore_keeps_local_state_out_of_the_image():
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".git", ".venv", "gen", "var"} <= ignored
+
+
+# docker-compose.yml.
+
+def test_compose_runs_every_service_with_postgres_and_rabbitmq():
+    services = compose()["services"]
+    assert {"postgres", "rabbitmq"} <= set(services)
+    for service in SERVICES:
+        assert compose_service(service)["command"] == ["serve", service]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_checks_health_through_grpc_health(service):
+    check = compose_service(service)["healthcheck"]["test"]
+    assert check == ["CMD", "python", "-m", "services.healthcheck", f"127.0.0.1:{PORTS[service]}"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_sets_only_variables_the_service_reads(service):
+    environment = compose_service(service)["environment"]
+    read, required = settings_read_by(service)
+    assert set(environment) <= read
+    assert required <= set(environment)
+    assert environment["LLMCHATLINKER_HOST"] == "0.0.0.0"
+
+
+def test_compose_orchestrator_reaches_units_by_their_service_names():
+    services = compose()["services"]
+    environment = compose_service("orchestrator")["environment"]
+    for unit in SERVICES[1:]:
+        host, port = environment[f"LLMCHATLINKER_{unit.upper()}_ADDR"].split(":")
+        assert host in services
+        assert int(port) == PORTS[unit]
+
+
+def test_compose_starts_services_after_their_dependencies_are_healthy():
+    services = compose()["services"]
+    for service in SERVICES[1:]:
+        assert compose_service(service)["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    orchestrator_needs = compose_service("orchestrator")["depends_on"]
+    assert set(orchestrator_needs) == {"rabbitmq", "user-unit", "chat-unit", "llm-unit", "db-unit"}
+    assert all(need["condition"] == "service_healthy" for need in orchestrator_needs.values())
+    assert all("healthcheck" in services[name] for name in orchestrator_needs)
+
+
+def _compose_command() -> list[str] | None:
+    """`docker compose` (or the older `docker-compose`) when this machine has it, else None."""
+    for command in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(command[0]) is None:
+            continue
+        probe = subprocess.run([*command, "version"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            return command
+    return None
+
+
+def test_docker_compose_accepts_the_file():
+    command = _compose_command()
+    if command is None:
+        pytest.skip("no docker compose on this machine (the docker client here has no compose plugin)")
+    checked = subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+                             capture_output=True, text=True, cwd=ROOT)
+    assert checked.returncode == 0, checked.stderr
+
+
+# deploy/kubernetes.
+
+def test_kubernetes_has_a_deployment_and_a_service_per_service():
+    deployments, services = kubernetes_objects("Deployment"), kubernetes_objects("Service")
+    for service in SERVICES:
+        name = service.replace("_", "-")
+        assert name in deployments and name in services
+        assert container_of(service)["args"] == ["serve", service]
+        selector = deployments[name]["spec"]["selector"]["matchLabels"]
+        assert services[name]["spec"]["selector"] == selector
+        assert deployments[name]["spec"]["template"]["metadata"]["labels"].items() >= selector.items()
+        (port,) = services[name]["spec"]["ports"]
+        assert port["port"] == PORTS[service]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_kubernetes_probes_grpc_health_on_the_container_port(service):
+    container = container_of(service)
+    (port,) = container["ports"]
+    assert port["containerPort"] == PORTS[service]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"]["port"] == port["containerPort"], probe
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_kubernetes_sets_resource_requests_and_limits(service):
+    resources = container_of(service)["resources"]
+    for bound in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(resources[bound]), bound
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_kubernetes_sets_only_variables_the_service_reads(service):
+    container = container_of(service)
+    read, required = settings_read_by(service)
+    names = container_env_names(container)
+    assert names <= read
+    assert required <= names
+
+
+def test_kubernetes_secret_references_exist():
+    secrets = kubernetes_objects("Secret")
+    for service in SERVICES:
+        for item in container_of(service).get("env", []):
+            reference = item.get("valueFrom", {}).get("secretKeyRef")
+            if reference:
+                assert reference["key"] in secrets[reference["name"]]["stringData"], item["name"]
+
+
+def test_kubernetes_reaches_postgres_and_rabbitmq_as_external_services():
+    services = kubernetes_objects("Service")
+    for name in ("postgres", "rabbitmq"):
+        assert services[name]["spec"]["type"] == "ExternalName"
+    urls = kubernetes_objects("Secret")["llmchatlinker-secrets"]["stringData"]
+    assert "@postgres:5432/" in urls["database-url"]
+    assert "@rabbitmq:5672/" in urls["amqp-url"]
+
+
+def test_kubernetes_orchestrator_reaches_units_by_their_service_names():
+    services = kubernetes_objects("Service")
+    settings = kubernetes_objects("ConfigMap")["orchestrator-config"]["data"]
+    for unit in SERVICES[1:]:
+        host, port = settings[f"LLMCHATLINKER_{unit.upper()}_ADDR"].split(":")
+        assert services[host]["spec"]["ports"][0]["port"] == int(port)
+
+
+def test_kustomization_lists_every_manifest():
+    listed = set(yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())["resources"])
+    assert listed == {path.name for path in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
+
+
+def test_kubernetes_manifests_match_the_api_schema():
+    try:
+        import kubernetes_validate
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("kubernetes-validate is not installed (a dev dependency)")
+        pytest.skip("kubernetes-validate is not installed")
+    for document in kubernetes_documents():
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_kubectl_kustomize_renders_the_manifests():
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed")
+    rendered = subprocess.run(["kubectl", "kustomize", str(KUBERNETES)], capture_output=True, text=True)
+    assert rendered.returncode == 0, rendered.stderr
+    kinds = [doc["kind"] for doc in yaml.safe_load_all(rendered.stdout)]
+    assert kinds.count("Deployment") == 5

@@ -1,0 +1,232 @@
+"""Starts the suite's services as child processes, with the embedded defaults filled in.
+
+Each service's own config stays strict (a unit without a database URL refuses to start); the
+defaults live here: SQLite files per unit under LLMCHATLINKER_DATA_DIR, or one schema per unit in
+the PostgreSQL database at LLMCHATLINKER_DATABASE_URL, and unit addresses for the orchestrator.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from services import healthcheck
+
+PREFIX = "LLMCHATLINKER_"
+UNITS = ("user_unit", "chat_unit", "llm_unit", "db_unit")
+# Started in this order and stopped in reverse: the front door goes first on the way down.
+SERVICES = (*UNITS, "orchestrator")
+DEFAULT_PORTS = {"orchestrator": 50051, "user_unit": 50052, "chat_unit": 50053, "llm_unit": 50054, "db_unit": 50055}
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_DATA_DIR = "var/data"
+TEST_LLM = "test_llm"
+DEFAULT_TEST_LLM_PORT = 8089
+# A service drains in-flight calls for up to 10 s after SIGTERM (services.common.serving).
+STOP_GRACE_SECONDS = 15.0
+READY_TIMEOUT_SECONDS = 60.0
+_POLL_SECONDS = 0.2
+
+
+def variable(service: str, setting: str) -> str:
+    """LLMCHATLINKER_USER_UNIT_DATABASE_URL and the like."""
+    return f"{PREFIX}{service.upper()}_{setting}"
+
+
+def _get(environ: Mapping[str, str], name: str) -> str:
+    return environ.get(name, "").strip()
+
+
+def port(service: str, environ: Mapping[str, str]) -> int:
+    raw = _get(environ, variable(service, "PORT"))
+    try:
+        return int(raw) if raw else DEFAULT_PORTS[service]
+    except ValueError:
+        raise SystemExit(f'environment variable "{variable(service, "PORT")}" must be a whole number, not {raw!r}')
+
+
+def address(service: str, environ: Mapping[str, str]) -> str:
+    """Where to reach a service started here: a wildcard listen host is reached on loopback."""
+    host = _get(environ, PREFIX + "HOST") or DEFAULT_HOST
+    if host in ("0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    return f"{host}:{port(service, environ)}"
+
+
+def data_dir(environ: Mapping[str, str]) -> pathlib.Path:
+    return pathlib.Path(_get(environ, PREFIX + "DATA_DIR") or DEFAULT_DATA_DIR).resolve()
+
+
+def service_environment(service: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment `service` runs with: `environ` plus the defaults for what it leaves unset."""
+    if service not in SERVICES:
+        raise SystemExit(f"unknown service {service!r}; one of: {', '.join(SERVICES)}")
+    env = dict(environ)
+    if service == "orchestrator":
+        for unit in UNITS:
+            if not _get(env, variable(unit, "ADDR")):
+                env[variable(unit, "ADDR")] = address(unit, environ)
+        return env
+    url_name, schema_name = variable(service, "DATABASE_URL"), variable(service, "DATABASE_SCHEMA")
+    if _get(env, url_name):
+        return env
+    shared_url = _get(env, PREFIX + "DATABASE_URL")
+    if shared_url:
+        if shared_url.startswith("sqlite"):
+            raise SystemExit(f"{PREFIX}DATABASE_URL is shared by the four units, so it must be a PostgreSQL "
+                             f"URL; for SQLite files leave it unset (they go to {PREFIX}DATA_DIR)")
+        env[url_name] = shared_url
+        if not _get(env, schema_name):
+            env[schema_name] = service  # one database, a schema per unit
+    else:
+        env[url_name] = f"sqlite:///{data_dir(environ) / (service + '.db')}"
+    return env
+
+
+def describe_storage(environ: Mapping[str, str]) -> str:
+    database = ("PostgreSQL, a schema per unit" if _get(environ, PREFIX + "DATABASE_URL")
+                else f"SQLite files in {data_dir(environ)}")
+    queue = "RabbitMQ" if _get(environ, PREFIX + "AMQP_URL") else "in-process queue"
+    return f"{database}; {queue}"
+
+
+def service_command(service: str) -> list[str]:
+    return [sys.executable, "-m", f"services.{service}"]
+
+
+def _find_prctl() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+# Looked up once here: the child, between fork and exec, must not load libraries.
+_PRCTL = _find_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the launcher dies, even by SIGKILL (Linux only)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclasses.dataclass
+class Child:
+    name: str
+    address: str
+    process: subprocess.Popen
+    ready: Callable[[], bool]
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.process.poll()
+
+
+class ServiceDied(RuntimeError):
+    def __init__(self, child: Child) -> None:
+        super().__init__(f"{child.name} exited with code {child.exit_code}")
+        self.child = child
+
+
+class Suite:
+    """The services as child processes; their output is copied line by line, prefixed by name."""
+
+    def __init__(self, environ: Mapping[str, str], write: Callable[[str], None],
+                 services: tuple[str, ...] = SERVICES, test_llm_port: int | None = None) -> None:
+        self._environ = dict(environ)
+        self._write = write
+        self._services = services
+        self._test_llm_port = test_llm_port
+        self.children: list[Child] = []
+
+    def start(self) -> None:
+        # Every environment first: a configuration error must stop us before anything is started.
+        environments = {service: service_environment(service, self._environ) for service in self._services}
+        if self._test_llm_port is not None:
+            llm_address = f"127.0.0.1:{self._test_llm_port}"
+            self._spawn(TEST_LLM, llm_address, [sys.executable, "-m", "testkit.llm_server", "--host", "127.0.0.1",
+                                                "--port", str(self._test_llm_port)],
+                        self._environ, lambda: _accepts_connections(llm_address))
+        for service in self._services:
+            service_address = address(service, self._environ)
+            self._spawn(service, service_address, service_command(service), environments[service],
+                        lambda a=service_address: healthcheck.is_serving(a, timeout=1.0))
+
+    def _spawn(self, name: str, where: str, command: list[str], env: Mapping[str, str],
+               ready: Callable[[], bool]) -> None:
+        process = subprocess.Popen(
+            command, env={**env, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, errors="replace",
+            # Its own process group: a Ctrl-C reaches the launcher only, which stops the suite in order.
+            process_group=0, preexec_fn=_die_with_parent,
+        )
+        self.children.append(Child(name, where, process, ready))
+        threading.Thread(target=self._copy_output, args=(name, process), daemon=True).start()
+
+    def _copy_output(self, name: str, process: subprocess.Popen) -> None:
+        width = max(len(service) for service in (*SERVICES, TEST_LLM))
+        for line in process.stdout:
+            self._write(f"{name:<{width}} | {line.rstrip()}")
+
+    def wait_until_ready(self, timeout: float, stop_requested: threading.Event) -> None:
+        """Returns once every child is ready (health SERVING); raises ServiceDied or TimeoutError."""
+        deadline = time.monotonic() + timeout
+        waiting = list(self.children)
+        while waiting and not stop_requested.is_set():
+            self.raise_if_one_died()
+            waiting = [child for child in waiting if not child.ready()]
+            if waiting and time.monotonic() > deadline:
+                names = ", ".join(child.name for child in waiting)
+                raise TimeoutError(f"not SERVING after {timeout:g} s: {names}")
+            if waiting:
+                stop_requested.wait(_POLL_SECONDS)
+
+    def raise_if_one_died(self) -> None:
+        for child in self.children:
+            if child.exit_code is not None:
+                raise ServiceDied(child)
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """SIGTERM in reverse start order (the orchestrator first, so no new work reaches the units),
+        waiting up to `grace` each round, then SIGKILL for whatever is left."""
+        orchestrator = [child for child in self.children if child.name == "orchestrator"]
+        others = [child for child in reversed(self.children) if child.name != "orchestrator"]
+        for group in (orchestrator, others):
+            for child in group:
+                if child.exit_code is None:
+                    child.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            for child in group:
+                try:
+                    child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self._write(f"{child.name} did not stop within {grace:g} s: killing it")
+                    child.process.kill()
+                    child.process.wait()
+
+
+def _accepts_connections(where: str) -> bool:
+    host, _, port_text = where.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port_text)), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def exec_service(service: str, environ: Mapping[str, str]) -> None:
+    """Replaces this process with one service (so it receives the container's SIGTERM itself)."""
+    env = service_environment(service, environ)
+    command = service_command(service)
+    sys.stdout.flush()
+    os.execve(command[0], command, env)

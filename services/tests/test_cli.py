@@ -1,0 +1,241 @@
+"""The llmchatlinker command: `up` brings the five services up and down together, `serve` runs one."""
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from services import healthcheck, launcher
+
+READY_LINE = "llmchatlinker: the suite is up"
+CHILD_LINE = re.compile(r"^\s+(\w+)\s+(\S+:\d+)\s+pid (\d+)")
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def suite_environment(tmp_path, **extra: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("LLMCHATLINKER_")}
+    for service, port in zip(launcher.SERVICES, free_ports(len(launcher.SERVICES))):
+        env[launcher.variable(service, "PORT")] = str(port)
+    env["LLMCHATLINKER_DATA_DIR"] = str(tmp_path / "data")
+    return {**env, **extra}
+
+
+class Launched:
+    """`llmchatlinker ...` as a child process, its output collected line by line."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "services.cli", *args], env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for_line(self, text: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                if self.process.poll() is not None:
+                    break
+                continue
+            self.output.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"no {text!r} in the output:\n" + "\n".join(self.output[-60:]))
+
+    def children(self) -> dict[str, tuple[str, int]]:
+        """name -> (address, pid), from the lines printed after the ready line."""
+        found = {}
+        deadline = time.monotonic() + 5
+        while len(found) < len(launcher.SERVICES) and time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self.output.append(line)
+            match = CHILD_LINE.match(line)
+            if match:
+                found[match.group(1)] = (match.group(2), int(match.group(3)))
+        return found
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_gone(pids, timeout: float = 20) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [pid for pid in pids if is_running(pid)]
+        if not alive:
+            return []
+        time.sleep(0.1)
+    return alive
+
+
+@pytest.fixture
+def launched():
+    started: list[Launched] = []
+
+    def launch(args: list[str], env: dict[str, str]) -> Launched:
+        started.append(Launched(args, env))
+        return started[-1]
+
+    yield launch
+    for each in started:
+        each.stop()
+
+
+def test_up_brings_all_five_services_to_serving_and_sigterm_stops_them(tmp_path, launched):
+    env = suite_environment(tmp_path)
+    suite = launched(["up"], env)
+    suite.wait_for_line(READY_LINE)
+    children = suite.children()
+
+    assert set(children) == set(launcher.SERVICES)
+    for service, (address, _pid) in children.items():
+        assert address == f"127.0.0.1:{env[launcher.variable(service, 'PORT')]}"
+        assert healthcheck.is_serving(address), service
+    assert sorted(path.name for path in (tmp_path / "data").iterdir() if path.suffix == ".db") == sorted(
+        f"{unit}.db" for unit in launcher.UNITS)
+
+    suite.process.send_signal(signal.SIGTERM)
+    assert suite.process.wait(timeout=40) == 0
+    assert wait_gone(pid for _address, pid in children.values()) == []
+
+
+def test_up_stops_the_rest_and_fails_when_one_service_dies(tmp_path, launched):
+    suite = launched(["up"], suite_environment(tmp_path))
+    suite.wait_for_line(READY_LINE)
+    children = suite.children()
+
+    os.kill(children["chat_unit"][1], signal.SIGKILL)
+
+    assert suite.process.wait(timeout=40) != 0
+    assert wait_gone(pid for _address, pid in children.values()) == []
+
+
+def test_up_fails_when_a_port_is_taken(tmp_path, launched):
+    env = suite_environment(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(env["LLMCHATLINKER_DB_UNIT_PORT"])))
+        taken.listen()
+        suite = launched(["up", "--ready-timeout", "60"], env)
+        assert suite.process.wait(timeout=60) != 0
+
+
+def test_up_on_postgresql_gives_each_unit_its_own_schema(tmp_path, launched):
+    import conftest  # the repository's root conftest
+
+    conftest.require_postgres()
+    import sqlalchemy as sa
+
+    database = f"llmchatlinker_cli_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(conftest.POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{database}"')
+    url = sa.engine.make_url(conftest.POSTGRES_URL).set(database=database)
+    try:
+        suite = launched(["up"], suite_environment(tmp_path, LLMCHATLINKER_DATABASE_URL=url.render_as_string(False)))
+        suite.wait_for_line(READY_LINE)
+        engine = sa.create_engine(url)
+        with engine.connect() as connection:
+            schemas = set(connection.scalars(sa.text("SELECT schema_name FROM information_schema.schemata")))
+        engine.dispose()
+        assert set(launcher.UNITS) <= schemas
+        assert not (tmp_path / "data").exists()
+        suite.stop()
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        admin.dispose()
+
+
+def test_serve_runs_one_service_in_the_foreground_with_the_defaults(tmp_path, launched):
+    env = suite_environment(tmp_path)
+    address = f"127.0.0.1:{env['LLMCHATLINKER_USER_UNIT_PORT']}"
+    service = launched(["serve", "user_unit"], env)
+
+    deadline = time.monotonic() + 60
+    while not healthcheck.is_serving(address, timeout=1):
+        assert service.process.poll() is None, "serve exited"
+        assert time.monotonic() < deadline, "user_unit never became SERVING"
+        time.sleep(0.2)
+    assert (tmp_path / "data" / "user_unit.db").exists()
+
+    service.process.send_signal(signal.SIGTERM)  # the service itself: serve replaced its process
+    assert service.process.wait(timeout=30) == 0
+
+
+# The defaults, without starting anything.
+
+def test_units_default_to_one_sqlite_file_each_under_the_data_dir(tmp_path):
+    env = launcher.service_environment("chat_unit", {"LLMCHATLINKER_DATA_DIR": str(tmp_path)})
+    assert env["LLMCHATLINKER_CHAT_UNIT_DATABASE_URL"] == f"sqlite:///{tmp_path}/chat_unit.db"
+
+
+def test_a_shared_postgresql_url_gives_each_unit_its_own_schema():
+    shared = "postgresql+psycopg2://app@db:5432/llmchatlinker"
+    env = launcher.service_environment("llm_unit", {"LLMCHATLINKER_DATABASE_URL": shared})
+    assert env["LLMCHATLINKER_LLM_UNIT_DATABASE_URL"] == shared
+    assert env["LLMCHATLINKER_LLM_UNIT_DATABASE_SCHEMA"] == "llm_unit"
+
+
+def test_a_unit_url_or_schema_of_its_own_wins_over_the_shared_url():
+    environ = {"LLMCHATLINKER_DATABASE_URL": "postgresql://shared/db",
+               "LLMCHATLINKER_USER_UNIT_DATABASE_URL": "postgresql://users/db",
+               "LLMCHATLINKER_DB_UNIT_DATABASE_SCHEMA": "ledger"}
+    assert launcher.service_environment("user_unit", environ)["LLMCHATLINKER_USER_UNIT_DATABASE_URL"] == \
+        "postgresql://users/db"
+    assert launcher.service_environment("db_unit", environ)["LLMCHATLINKER_DB_UNIT_DATABASE_SCHEMA"] == "ledger"
+
+
+def test_a_shared_sqlite_url_is_refused():
+    with pytest.raises(SystemExit, match="PostgreSQL"):
+        launcher.service_environment("user_unit", {"LLMCHATLINKER_DATABASE_URL": "sqlite:///one.db"})
+
+
+def test_the_orchestrator_is_pointed_at_the_units_ports():
+    environ = {"LLMCHATLINKER_HOST": "0.0.0.0", "LLMCHATLINKER_CHAT_UNIT_PORT": "6000",
+               "LLMCHATLINKER_DB_UNIT_ADDR": "ledger.internal:7000"}
+    env = launcher.service_environment("orchestrator", environ)
+    assert env["LLMCHATLINKER_USER_UNIT_ADDR"] == "127.0.0.1:50052"
+    assert env["LLMCHATLINKER_CHAT_UNIT_ADDR"] == "127.0.0.1:6000"
+    assert env["LLMCHATLINKER_LLM_UNIT_ADDR"] == "127.0.0.1:50054"
+    assert env["LLMCHATLINKER_DB_UNIT_ADDR"] == "ledger.internal:7000"
+    assert "LLMCHATLINKER_AMQP_URL" not in env  # unset: the orchestrator's in-process queue
