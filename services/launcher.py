@@ -7,7 +7,6 @@ the PostgreSQL database at LLMCHATLINKER_DATABASE_URL, and unit addresses for th
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import os
 import pathlib
@@ -102,24 +101,6 @@ def service_command(service: str) -> list[str]:
     return [sys.executable, "-m", f"services.{service}"]
 
 
-def _find_prctl() -> Callable[..., int] | None:
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux
-        return None
-
-
-# Looked up once here: the child, between fork and exec, must not load libraries.
-_PRCTL = _find_prctl()
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the launcher dies, even by SIGKILL (Linux only)."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 @dataclasses.dataclass
 class Child:
     name: str
@@ -164,11 +145,12 @@ class Suite:
 
     def _spawn(self, name: str, where: str, command: list[str], env: Mapping[str, str],
                ready: Callable[[], bool]) -> None:
+        # Tethered: the child gets SIGTERM when the launcher dies, even by SIGKILL (Linux).
         process = subprocess.Popen(
-            command, env={**env, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            [sys.executable, "-m", "services.tether", str(os.getpid()), *command], env={**env, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, errors="replace",
             # Its own process group: a Ctrl-C reaches the launcher only, which stops the suite in order.
-            process_group=0, preexec_fn=_die_with_parent,
+            process_group=0,
         )
         self.children.append(Child(name, where, process, ready))
         threading.Thread(target=self._copy_output, args=(name, process), daemon=True).start()

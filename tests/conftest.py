@@ -1,0 +1,306 @@
+"""The suite as users run it: `llmchatlinker up` on free ports, with RabbitMQ (a queue of this
+session's own) and PostgreSQL (schemas of this session's own, dropped after), stand-in LLM
+providers over real HTTP, and the clients a user would hold: the typed client and a raw pika client
+speaking the original JSON format."""
+
+import collections
+import contextlib
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+
+import pika
+import pytest
+import sqlalchemy
+
+from llmchatlinker.chat.v1 import chat_service_pb2 as chat_pb2
+from llmchatlinker.client import Client
+from llmchatlinker.llm.v1 import llm_service_pb2 as llm_pb2
+from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
+from services import healthcheck, launcher
+from testkit import run_in_thread
+
+READY_TIMEOUT_SECONDS = 90
+# The deadline of the replicas that meet stalling and dripping providers: short, so they are cut
+# off quickly. The main suite keeps the default, so honest slow replies are never cut.
+SHORT_GENERATION_TIMEOUT_MS = 1500
+REPLY_TIMEOUT_SECONDS = 60
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class RunningSuite:
+    environ: dict[str, str]
+    output: collections.deque
+    amqp_url: str
+    queue: str
+
+    @property
+    def orchestrator(self) -> str:
+        return launcher.address("orchestrator", self.environ)
+
+
+@contextlib.contextmanager
+def running(command: list[str], environ: dict[str, str], services):
+    """Runs `llmchatlinker <command>` until each of `services` is SERVING; SIGTERM after.
+
+    A plain child process rather than launcher.Suite in this process: Suite's preexec_fn runs
+    gRPC's fork hooks in its children, which then sometimes abort once gRPC is in use here."""
+    output: collections.deque[str] = collections.deque(maxlen=400)
+    process = subprocess.Popen([sys.executable, "-m", "services.cli", *command], env=environ,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, errors="replace")
+    copier = threading.Thread(target=lambda: output.extend(line.rstrip() for line in process.stdout), daemon=True)
+    copier.start()
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        waiting = [launcher.address(service, environ) for service in services]
+        while waiting:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"llmchatlinker {' '.join(command)} did not come up (exit code "
+                                   f"{process.poll()}):\n" + "\n".join(output))
+            waiting = [address for address in waiting if not healthcheck.is_serving(address, timeout=1.0)]
+            time.sleep(0.1)
+        yield output
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=2 * launcher.STOP_GRACE_SECONDS + 5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        copier.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def suite(tmp_path_factory):
+    """`llmchatlinker up`: the five services as separate processes, on RabbitMQ and PostgreSQL."""
+    import conftest as root  # the repository's: CI requires RabbitMQ and PostgreSQL, elsewhere they may be absent
+
+    root.require_rabbitmq()
+    root.require_postgres()
+    session = uuid.uuid4().hex[:10]
+    queue = f"e2e_{session}_instruction_queue"
+    schemas = {unit: f"e2e_{session}_{unit}" for unit in launcher.UNITS}
+    environ = {name: value for name, value in os.environ.items() if not name.startswith("LLMCHATLINKER_")}
+    for service, port in zip(launcher.SERVICES, free_ports(len(launcher.SERVICES))):
+        environ[launcher.variable(service, "PORT")] = str(port)
+    environ.update({
+        "LLMCHATLINKER_AMQP_URL": root.AMQP_URL,
+        "LLMCHATLINKER_QUEUE": queue,
+        "LLMCHATLINKER_DATABASE_URL": root.POSTGRES_URL,
+        "LLMCHATLINKER_DATA_DIR": str(tmp_path_factory.mktemp("suite") / "data"),
+        **{launcher.variable(unit, "DATABASE_SCHEMA"): schema for unit, schema in schemas.items()},
+    })
+    try:
+        with running(["up"], environ, launcher.SERVICES) as output:
+            yield RunningSuite(environ, output, root.AMQP_URL, queue)
+    finally:
+        _delete_queues(root.AMQP_URL, [queue, queue + ".dead"])
+        _drop_schemas(root.POSTGRES_URL, schemas.values())
+
+
+@pytest.fixture(scope="session")
+def short_deadline(suite):
+    """`llmchatlinker serve` of a second llm_unit and orchestrator, in front of the suite's other
+    units and data as a second replica pair would be, with a short generation deadline and a queue
+    of their own."""
+    queue = suite.queue + "_short"
+    environ = {name: value for name, value in suite.environ.items() if not name.endswith("_PORT")}
+    llm_port, orchestrator_port = free_ports(2)
+    environ.update({
+        launcher.variable("llm_unit", "PORT"): str(llm_port),
+        launcher.variable("orchestrator", "PORT"): str(orchestrator_port),
+        "LLMCHATLINKER_QUEUE": queue,
+        "LLMCHATLINKER_LLM_UNIT_GENERATION_TIMEOUT_MS": str(SHORT_GENERATION_TIMEOUT_MS),
+        **{launcher.variable(unit, "ADDR"): launcher.address(unit, suite.environ)
+           for unit in ("user_unit", "chat_unit", "db_unit")},
+    })
+    try:
+        with running(["serve", "llm_unit"], environ, ["llm_unit"]), \
+                running(["serve", "orchestrator"], environ, ["orchestrator"]) as output:
+            yield RunningSuite(environ, output, suite.amqp_url, queue)
+    finally:
+        _delete_queues(suite.amqp_url, [queue, queue + ".dead"])
+
+
+def _delete_queues(url: str, names) -> None:
+    with contextlib.suppress(pika.exceptions.AMQPError):
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+        try:
+            for name in names:
+                with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):
+                    connection.channel().queue_delete(name)
+        finally:
+            connection.close()
+
+
+def _drop_schemas(url: str, schemas) -> None:
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            for schema in schemas:
+                connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def client(suite):
+    with Client(suite.orchestrator, timeout=REPLY_TIMEOUT_SECONDS) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def short_client(short_deadline):
+    with Client(short_deadline.orchestrator, timeout=REPLY_TIMEOUT_SECONDS) as client:
+        yield client
+
+
+@pytest.fixture
+def provider_server():
+    """A stand-in LLM of this test's own, so its stats and request log are this test's alone."""
+    with run_in_thread() as server:
+        yield server
+
+
+def testkit_get(server, what: str):
+    """GET /_testkit/<what> (stats or requests) over HTTP, as any user of the stand-in would."""
+    with urllib.request.urlopen(f"{server.base_url}/_testkit/{what}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def testkit():
+    return testkit_get
+
+
+@pytest.fixture
+def unique():
+    """A fresh name with a readable prefix: tests share one suite."""
+    return lambda prefix: f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Conversation:
+    """A user, a chat they belong to, and a model of one provider, ready to generate."""
+
+    user_id: str
+    chat_id: str
+    provider_id: str
+    provider_name: str
+    llm_id: str
+    llm_name: str
+    api_key: str
+
+    def generate(self, user_input: str, user_id: str | None = None) -> pb.LlmResponseGenerate:
+        return pb.LlmResponseGenerate(user_id=user_id or self.user_id, chat_id=self.chat_id,
+                                      provider_id=self.provider_id, llm_id=self.llm_id, user_input=user_input)
+
+    def legacy_generate(self, user_input: str) -> dict:
+        return {"user_id": self.user_id, "chat_id": self.chat_id, "provider_id": self.provider_id,
+                "llm_id": self.llm_id, "user_input": user_input}
+
+
+@pytest.fixture
+def conversation(client, unique):
+    """conversation(endpoint, model="echo", kind=..., **llm_options): a fresh user, chat, provider
+    (with an API key, so tests can check it never shows) and model."""
+
+    def make(endpoint: str, model: str = "echo", kind=llm_pb2.PROVIDER_KIND_OPENAI, **llm_options) -> Conversation:
+        user = client.submit(pb.UserCreate(username=unique("user"))).user
+        chat = client.submit(pb.ChatCreate(title="end to end", user_ids=[user.user_id])).chat.chat
+        name, key = unique("provider"), f"sk-{uuid.uuid4().hex}"
+        provider = client.submit(pb.LlmProviderAdd(name=name, api_endpoint=endpoint, api_key=key, kind=kind)).provider
+        llm = client.submit(pb.LlmAdd(provider_id=provider.provider_id, llm_name=model, **llm_options)).llm
+        return Conversation(user.user_id, chat.chat_id, provider.provider_id, name, llm.llm_id, model, key)
+
+    return make
+
+
+@pytest.fixture
+def chat_messages(client):
+    """The chat's messages as CHAT_LOAD shows them, oldest first, as (role name, content, id)."""
+
+    def load(chat_id: str) -> list[tuple[str, str, str]]:
+        messages = client.submit(pb.ChatLoad(chat_id=chat_id)).chat.messages
+        return [(_ROLES[m.role], m.content, m.message_id) for m in messages]
+
+    return load
+
+
+_ROLES = {chat_pb2.MESSAGE_ROLE_USER: "user", chat_pb2.MESSAGE_ROLE_ASSISTANT: "assistant",
+          chat_pb2.MESSAGE_ROLE_SYSTEM: "system"}
+
+
+class LegacyAmqpClient:
+    """An unmodified client of the original LLMChatLinker, with pika's BlockingConnection: it declares
+    the queue durable, publishes JSON with reply_to and correlation_id, and waits on its own queue."""
+
+    def __init__(self, url: str, queue: str):
+        self.queue = queue
+        self._connection = pika.BlockingConnection(pika.URLParameters(url))
+        self._channel = self._connection.channel()
+        self._channel.queue_declare(queue=queue, durable=True)
+        self.reply_queue = self._channel.queue_declare(queue="", exclusive=True).method.queue
+        self.replies: dict[str, list[dict]] = collections.defaultdict(list)
+        self._channel.basic_consume(self.reply_queue, self._on_reply, auto_ack=True)
+
+    def _on_reply(self, _channel, _method, properties, body) -> None:
+        self.replies[properties.correlation_id].append(json.loads(body))
+
+    def send(self, json_type: str, data: dict) -> str:
+        correlation_id = str(uuid.uuid4())
+        body = json.dumps({"type": json_type, "data": data}).encode()
+        self._channel.basic_publish("", self.queue, body, pika.BasicProperties(
+            reply_to=self.reply_queue, correlation_id=correlation_id, delivery_mode=2))
+        return correlation_id
+
+    def wait(self, correlation_ids, timeout: float = REPLY_TIMEOUT_SECONDS) -> None:
+        """Returns once every id has at least one reply; bounded."""
+        deadline = time.monotonic() + timeout
+        while any(not self.replies.get(c) for c in correlation_ids):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no reply within {timeout} s")
+            self._connection.process_data_events(time_limit=0.05)
+
+    def call(self, json_type: str, data: dict) -> dict:
+        correlation_id = self.send(json_type, data)
+        self.wait([correlation_id])
+        return self.replies[correlation_id][0]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._connection.close()
+
+
+@pytest.fixture
+def legacy(suite):
+    client = LegacyAmqpClient(suite.amqp_url, suite.queue)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def short_legacy(short_deadline):
+    client = LegacyAmqpClient(short_deadline.amqp_url, short_deadline.queue)
+    yield client
+    client.close()
+
