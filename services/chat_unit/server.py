@@ -58,9 +58,9 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
 
     @maps_errors(DOMAIN)
     def GetChat(self, request: pb.GetChatRequest, context) -> pb.GetChatResponse:
-        with self._database.transaction() as session:
+        with self._database.reading() as connection:
             chat, page = service.get_chat(
-                ChatStore(session), request.chat_id, request.message_page_size, request.message_page_token
+                ChatStore(connection), request.chat_id, request.message_page_size, request.message_page_token
             )
         return pb.GetChatResponse(
             chat=chat_proto(chat),
@@ -70,8 +70,10 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
 
     @maps_errors(DOMAIN)
     def ListChats(self, request: pb.ListChatsRequest, context) -> pb.ListChatsResponse:
-        with self._database.transaction() as session:
-            page = service.list_chats(ChatStore(session), request.page_size, request.page_token, request.member_user_id)
+        with self._database.reading() as connection:
+            page = service.list_chats(
+                ChatStore(connection), request.page_size, request.page_token, request.member_user_id
+            )
         return pb.ListChatsResponse(
             chats=[chat_proto(chat) for chat in page.items], next_page_token=page.next_page_token
         )
@@ -88,15 +90,19 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
 
     @maps_errors(DOMAIN)
     def GetMessage(self, request: pb.GetMessageRequest, context) -> pb.GetMessageResponse:
-        with self._database.transaction() as session:
-            message = service.get_message(ChatStore(session), request.message_id)
+        with self._database.reading() as connection:
+            message = service.get_message(ChatStore(connection), request.message_id)
         return pb.GetMessageResponse(message=message_proto(message))
 
     @maps_errors(DOMAIN)
     def ListRecentMessages(self, request: pb.ListRecentMessagesRequest, context) -> pb.ListRecentMessagesResponse:
-        with self._database.transaction() as session:
+        with self._database.reading() as connection:
             messages = service.list_recent_messages(
-                ChatStore(session), request.chat_id, request.before_message_id, request.max_messages, request.max_chars
+                ChatStore(connection),
+                request.chat_id,
+                request.before_message_id,
+                request.max_messages,
+                request.max_chars,
             )
         return pb.ListRecentMessagesResponse(messages=[message_proto(message) for message in messages])
 

@@ -5,7 +5,9 @@ Each unit owns its own database (its own URL; on PostgreSQL, its own schema).
 
 import contextlib
 import datetime
+import math
 import pathlib
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -19,6 +21,15 @@ from sqlalchemy import event, orm
 
 MIGRATIONS_ENV = pathlib.Path(__file__).resolve().parent / "migrations"
 Response = TypeVar("Response")
+
+# A pooled PostgreSQL connection idle at least this long is pinged before use.
+PING_AFTER_IDLE_SECONDS = 5.0
+# ... and one older than this is replaced (servers and proxies drop long-lived connections).
+POOL_RECYCLE_SECONDS = 1800
+_IDLE_SINCE = "llmchatlinker_idle_since"
+
+# Execution option that marks a connection's transaction as read-only (see Database.reading).
+_READING = "llmchatlinker_reading"
 
 
 def utcnow() -> datetime.datetime:
@@ -69,7 +80,10 @@ class Database:
         def on_begin(connection):
             # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
             # instead of one failing with "database is locked" when it upgrades its lock.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # A read-only transaction never upgrades: a deferred BEGIN reads a WAL snapshot
+            # without the lock, so reads neither wait for writers nor make them wait.
+            reading = connection.get_execution_options().get(_READING, False)
+            connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
         return engine
 
@@ -77,15 +91,62 @@ class Database:
         connect_args = {}
         if self.schema:
             connect_args["options"] = f"-csearch_path={self.schema}"
-        return sa.create_engine(
-            self.url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True, connect_args=connect_args
+        engine = sa.create_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=pool_size * 2,
+            pool_recycle=POOL_RECYCLE_SECONDS,
+            connect_args=connect_args,
         )
+
+        # pool_pre_ping would cost a round trip on every checkout (most of a short read's time):
+        # ping only a connection that sat idle long enough to have been cut (a server restart, an
+        # idle timeout). A dead one is replaced before use; one that dies in use fails that call
+        # and SQLAlchemy then invalidates the whole pool, as with pre-ping.
+        @event.listens_for(engine, "connect")
+        @event.listens_for(engine, "checkin")
+        def on_idle(_dbapi_connection, record):
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+        @event.listens_for(engine, "checkout")
+        def on_checkout(dbapi_connection, record, _proxy):
+            if time.monotonic() - record.info.get(_IDLE_SINCE, math.inf) < PING_AFTER_IDLE_SECONDS:
+                return
+            try:
+                with dbapi_connection.cursor() as cursor:
+                    cursor.execute("SELECT 1")
+                dbapi_connection.rollback()  # end the transaction the driver opened for the ping
+            except Exception as error:  # noqa: BLE001 - any failure means: not usable
+                raise sa.exc.DisconnectionError(str(error)) from error
+
+        return engine
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[orm.Session]:
         """Commits on a clean exit, rolls back on an exception."""
         with self._sessions.begin() as session:
             yield session
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sa.Connection]:
+        """A read-only transaction on a bare connection, for the read RPCs.
+
+        No ORM session (its bookkeeping cost more CPU than the query on the hot reads), and
+        on SQLite no write lock. Store code runs Core statements on it; nothing is written.
+        """
+        with self.engine.connect() as connection:
+            connection.execution_options(**{_READING: True})
+            with connection.begin():
+                yield connection
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[sa.Connection]:
+        """A write transaction on a bare connection, for writes done with Core statements alone.
+
+        Commits on a clean exit, rolls back on an exception, like transaction().
+        """
+        with self.engine.begin() as connection:
+            yield connection
 
     def migrate(self, versions_dir: pathlib.Path, metadata: sa.MetaData) -> None:
         """Brings the unit's schema to the newest migration; safe to run from several replicas at once."""
@@ -118,6 +179,13 @@ def _is_alembic_table(diff) -> bool:
     return diff[0] == "remove_table" and diff[1].name == "alembic_version"
 
 
+_LEDGER = sa.table("processed_requests", sa.column("request_id"), sa.column("response"), sa.column("created_at"))
+# Built once: building and cache-keying these on every mutation cost more CPU than running them.
+_LEDGER_RESPONSE = sa.select(_LEDGER.c.response).where(_LEDGER.c.request_id == sa.bindparam("request_id"))
+_LEDGER_CLAIM = sa.insert(_LEDGER)
+_LEDGER_ANSWER = sa.update(_LEDGER).where(_LEDGER.c.request_id == sa.bindparam("claimed"))
+
+
 def run_once(
     database: Database,
     request_id: str,
@@ -131,23 +199,22 @@ def run_once(
     both or neither, and a concurrent twin blocks on the ledger's primary key until
     the first commits, then fails the insert, rolls back and replays the response.
     """
-    ledger = sa.table("processed_requests", sa.column("request_id"), sa.column("response"), sa.column("created_at"))
     for attempt in range(2):
         try:
             with database.transaction() as session:
                 if request_id:
-                    stored = session.execute(
-                        sa.select(ledger.c.response).where(ledger.c.request_id == request_id)
-                    ).scalar_one_or_none()
+                    connection = session.connection()
+                    stored = connection.execute(_LEDGER_RESPONSE, {"request_id": request_id}).scalar_one_or_none()
                     if stored is not None:
                         return decode(stored)
-                    session.execute(sa.insert(ledger).values(request_id=request_id, response=b"", created_at=utcnow()))
+                    connection.execute(
+                        _LEDGER_CLAIM, {"request_id": request_id, "response": b"", "created_at": utcnow()}
+                    )
                 response = apply(session)
                 if request_id:
-                    session.execute(
-                        sa.update(ledger)
-                        .where(ledger.c.request_id == request_id)
-                        .values(response=response.SerializeToString())
+                    session.flush()  # apply's ORM changes go first, as when the session ran the update
+                    connection.execute(
+                        _LEDGER_ANSWER, {"claimed": request_id, "response": response.SerializeToString()}
                     )
                 return response
         except sa.exc.IntegrityError:

@@ -51,9 +51,9 @@ class RecordServicer(pb_grpc.RecordServiceServicer):
 
     @maps_errors(DOMAIN)
     def ListRecords(self, request: pb.ListRecordsRequest, context) -> pb.ListRecordsResponse:
-        with self._database.transaction() as session:
+        with self._database.reading() as connection:
             found, next_token = service.list_records(
-                store.Records(session), request.user_id, request.page_size, request.page_token
+                store.Records(connection), request.user_id, request.page_size, request.page_token
             )
             records = [record_proto(record) for record in found]
             return pb.ListRecordsResponse(records=records, next_page_token=next_token)
@@ -70,14 +70,16 @@ class RecordServicer(pb_grpc.RecordServiceServicer):
 
     @maps_errors(DOMAIN)
     def PutResult(self, request: pb.PutResultRequest, context) -> pb.PutResultResponse:
-        with self._database.transaction() as session:
-            stored, already_stored = service.put_result(store.Results(session), request.instruction_id, request.result)
+        with self._database.writing() as connection:
+            stored, already_stored = service.put_result(
+                store.Results(connection), request.instruction_id, request.result
+            )
             return pb.PutResultResponse(result=stored.result, already_stored=already_stored)
 
     @maps_errors(DOMAIN)
     def GetResult(self, request: pb.GetResultRequest, context) -> pb.GetResultResponse:
-        with self._database.transaction() as session:
-            stored = service.get_result(store.Results(session), request.instruction_id)
+        with self._database.reading() as connection:
+            stored = service.get_result(store.Results(connection), request.instruction_id)
             return pb.GetResultResponse(result=stored.result, create_time=timestamp(stored.created_at))
 
 

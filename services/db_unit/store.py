@@ -1,10 +1,12 @@
 """The db unit's tables and queries; the only module of the unit that speaks SQLAlchemy."""
 
+import dataclasses
 import datetime
 import uuid
 
 import sqlalchemy as sa
 from sqlalchemy import orm
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import request_ledger, utcnow
@@ -51,15 +53,67 @@ class Result(Base):
     created_at: Mapped[datetime.datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
+_RECORDS = Record.__table__
+_RESULTS = Result.__table__
+# Core statements built once: an ORM select or flush costs more CPU than the query itself,
+# and the result ledger is read and written on every instruction.
+_INSERT_RECORD = sa.insert(_RECORDS)
+_LIVE_RECORDS = (
+    sa.select(*_RECORDS.c)
+    .where(_RECORDS.c.user_id == sa.bindparam("user_id"), _RECORDS.c.deleted_at.is_(None))
+    .order_by(_RECORDS.c.seq)
+    .limit(sa.bindparam("limit"))
+)
+_LIVE_RECORDS_AFTER = _LIVE_RECORDS.where(_RECORDS.c.seq > sa.bindparam("after"))
+_DELETE_RECORDS = (
+    sa.update(_RECORDS)
+    .where(_RECORDS.c.user_id == sa.bindparam("owner"), _RECORDS.c.deleted_at.is_(None))
+    .values(deleted_at=sa.bindparam("now"), updated_at=sa.bindparam("now"))
+)
+# The first writer wins: a later insert of the same instruction id does nothing (and, on
+# PostgreSQL, waits for a concurrent twin to commit), with no savepoint to set and release.
+_INSERT_RESULT = {
+    "sqlite": sqlite.insert(_RESULTS).on_conflict_do_nothing(index_elements=[_RESULTS.c.instruction_id]),
+    "postgresql": postgresql.insert(_RESULTS).on_conflict_do_nothing(index_elements=[_RESULTS.c.instruction_id]),
+}
+_RESULT = sa.select(*_RESULTS.c).where(_RESULTS.c.instruction_id == sa.bindparam("instruction_id"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredRecord:
+    seq: int
+    record_id: str
+    user_id: str
+    chat_id: str
+    instruction: str
+    instruction_id: str
+    outcome: str
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    deleted_at: datetime.datetime | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredResult:
+    instruction_id: str
+    result: bytes
+    created_at: datetime.datetime
+
+
+def _connection(transaction: orm.Session | sa.Connection) -> sa.Connection:
+    """Core statements run on the connection: of a write session, or of a read transaction."""
+    return transaction.connection() if isinstance(transaction, orm.Session) else transaction
+
+
 class Records:
     """A transaction's view of the live records (service.Records)."""
 
-    def __init__(self, session: orm.Session):
-        self._session = session
+    def __init__(self, transaction: orm.Session | sa.Connection):
+        self._connection = _connection(transaction)
 
-    def add(self, new: NewRecord) -> Record:
+    def add(self, new: NewRecord) -> StoredRecord:
         now = utcnow()
-        record = Record(
+        fields = dict(
             record_id=str(uuid.uuid4()),
             user_id=new.user_id,
             chat_id=new.chat_id,
@@ -68,53 +122,38 @@ class Records:
             outcome=new.outcome,
             created_at=now,
             updated_at=now,
+            deleted_at=None,
         )
-        self._session.add(record)
-        self._session.flush()
-        return record
+        seq = self._connection.execute(_INSERT_RECORD, fields).inserted_primary_key[0]
+        return StoredRecord(seq=seq, **fields)
 
-    def page(self, user_id: str, after: int | None, limit: int) -> list[Record]:
-        query = (
-            sa.select(Record)
-            .where(Record.user_id == user_id, Record.deleted_at.is_(None))
-            .order_by(Record.seq)
-            .limit(limit)
+    def page(self, user_id: str, after: int | None, limit: int) -> list[sa.Row]:
+        if after is None:
+            return list(self._connection.execute(_LIVE_RECORDS, {"user_id": user_id, "limit": limit}))
+        return list(
+            self._connection.execute(_LIVE_RECORDS_AFTER, {"user_id": user_id, "limit": limit, "after": after})
         )
-        if after is not None:
-            query = query.where(Record.seq > after)
-        return list(self._session.scalars(query))
 
     def delete_all(self, user_id: str) -> int:
-        now = utcnow()
-        deleted = self._session.execute(
-            sa.update(Record)
-            .where(Record.user_id == user_id, Record.deleted_at.is_(None))
-            .values(deleted_at=now, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        return deleted.rowcount
+        return self._connection.execute(_DELETE_RECORDS, {"owner": user_id, "now": utcnow()}).rowcount
 
 
 class Results:
     """A transaction's view of the result ledger (service.Results)."""
 
-    def __init__(self, session: orm.Session):
-        self._session = session
+    def __init__(self, transaction: orm.Session | sa.Connection):
+        self._connection = _connection(transaction)
 
-    def put(self, instruction_id: str, result: bytes) -> tuple[Result, bool]:
+    def put(self, instruction_id: str, result: bytes) -> tuple[StoredResult | sa.Row, bool]:
         """Inserts the result, or returns the one a writer stored first (True when it did)."""
-        row = Result(instruction_id=instruction_id, result=result, created_at=utcnow())
-        try:
-            # A savepoint, so that losing the race on the primary key leaves the transaction
-            # usable for reading the winner back (PostgreSQL aborts the whole transaction otherwise).
-            with self._session.begin_nested():
-                self._session.add(row)
-        except sa.exc.IntegrityError:
-            first = self.get(instruction_id)
-            if first is None:
-                raise
-            return first, True
-        return row, False
+        fields = dict(instruction_id=instruction_id, result=result, created_at=utcnow())
+        inserted = self._connection.execute(_INSERT_RESULT[self._connection.dialect.name], fields).rowcount
+        if inserted:
+            return StoredResult(**fields), False
+        first = self.get(instruction_id)
+        if first is None:  # the winner's row vanished: results are never deleted
+            raise RuntimeError(f"result of instruction {instruction_id!r} neither inserted nor found")
+        return first, True
 
-    def get(self, instruction_id: str) -> Result | None:
-        return self._session.get(Result, instruction_id)
+    def get(self, instruction_id: str) -> sa.Row | None:
+        return self._connection.execute(_RESULT, {"instruction_id": instruction_id}).one_or_none()

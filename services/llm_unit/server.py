@@ -154,8 +154,8 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
 
     async def _read(self, query: Callable, *args):
         def transaction():
-            with self._database.transaction() as session:
-                return query(session, *args)
+            with self._database.reading() as connection:
+                return query(connection, *args)
 
         return await self._in_thread(transaction)
 

@@ -69,6 +69,9 @@ _LLM_WITH_PROVIDER = (
     .join_from(_LLMS, _PROVIDERS, _PROVIDERS.c.id == _LLMS.c.provider_id)
     .where(_LLMS.c.id == sa.bindparam("llm_id"), _LLMS.c.deleted_at.is_(None), _PROVIDERS.c.deleted_at.is_(None))
 )
+_LIVE_PROVIDER = sa.select(*_PROVIDERS.c).where(
+    _PROVIDERS.c.id == sa.bindparam("provider_id"), _PROVIDERS.c.deleted_at.is_(None)
+)
 
 
 def mutate(
@@ -131,13 +134,18 @@ def delete_provider(session: orm.Session, provider_id: str) -> None:
     session.flush()
 
 
-def get_provider(session: orm.Session, provider_id: str) -> service.Provider:
-    return _provider(_live_provider(session, provider_id))
+def get_provider(connection: sa.Connection, provider_id: str) -> service.Provider:
+    row = connection.execute(_LIVE_PROVIDER, {"provider_id": provider_id}).one_or_none()
+    if row is None:
+        raise errors.provider_not_found(provider_id)
+    return _provider(row)
 
 
-def list_providers(session: orm.Session, after: int | None, limit: int) -> tuple[list[service.Provider], int | None]:
-    query = sa.select(ProviderRow).where(ProviderRow.deleted_at.is_(None))
-    rows, next_position = _page(session, query, ProviderRow.seq, after, limit)
+def list_providers(
+    connection: sa.Connection, after: int | None, limit: int
+) -> tuple[list[service.Provider], int | None]:
+    query = sa.select(*_PROVIDERS.c).where(_PROVIDERS.c.deleted_at.is_(None))
+    rows, next_position = _page(connection, query, _PROVIDERS.c.seq, after, limit)
     return [_provider(row) for row in rows], next_position
 
 
@@ -177,31 +185,31 @@ def delete_llm(session: orm.Session, llm_id: str) -> None:
     session.flush()
 
 
-def get_llm(session: orm.Session, llm_id: str) -> tuple[service.Llm, service.Provider]:
+def get_llm(connection: sa.Connection, llm_id: str) -> tuple[service.Llm, service.Provider]:
     """A live model and its provider (live too: deleting a provider deletes its models)."""
-    row = session.execute(_LLM_WITH_PROVIDER, {"llm_id": llm_id}).mappings().one_or_none()
+    row = connection.execute(_LLM_WITH_PROVIDER, {"llm_id": llm_id}).mappings().one_or_none()
     if row is None:
         raise errors.llm_not_found(llm_id)
     return _llm(_Prefixed(row, "llm_")), _provider(_Prefixed(row, "provider_"))
 
 
 def list_llms(
-    session: orm.Session, provider_id: str, after: int | None, limit: int
+    connection: sa.Connection, provider_id: str, after: int | None, limit: int
 ) -> tuple[list[service.Llm], int | None]:
-    query = sa.select(LlmRow).where(LlmRow.deleted_at.is_(None))
+    query = sa.select(*_LLMS.c).where(_LLMS.c.deleted_at.is_(None))
     if provider_id:
-        query = query.where(LlmRow.provider_id == _live_provider(session, provider_id).id)
-    rows, next_position = _page(session, query, LlmRow.seq, after, limit)
+        query = query.where(_LLMS.c.provider_id == get_provider(connection, provider_id).provider_id)
+    rows, next_position = _page(connection, query, _LLMS.c.seq, after, limit)
     return [_llm(row) for row in rows], next_position
 
 
 # Helpers.
 
-def _page(session: orm.Session, query: sa.Select, seq: orm.InstrumentedAttribute, after: int | None, limit: int):
+def _page(connection: sa.Connection, query: sa.Select, seq: sa.Column, after: int | None, limit: int):
     """Keyset paging on seq: one row more than asked tells whether a next page exists."""
     if after is not None:
         query = query.where(seq > after)
-    rows = list(session.scalars(query.order_by(seq).limit(limit + 1)))
+    rows = connection.execute(query.order_by(seq).limit(limit + 1)).all()
     if len(rows) > limit:
         return rows[:limit], rows[limit - 1].seq
     return rows, None

@@ -45,8 +45,8 @@ class UserServicer(pb_grpc.UserServiceServicer):
         self._database = database
 
     def _read(self, work: Callable[[store.Users], Result]) -> Result:
-        with self._database.transaction() as session:
-            return work(store.Users(session))
+        with self._database.reading() as connection:
+            return work(store.Users(connection))
 
     @maps_errors(DOMAIN)
     def CreateUser(self, request: pb.CreateUserRequest, context) -> pb.CreateUserResponse:

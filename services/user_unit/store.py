@@ -1,6 +1,7 @@
 """The user unit's tables and queries; the only module of the unit that speaks SQLAlchemy."""
 
 import contextlib
+import dataclasses
 import datetime
 import uuid
 from collections.abc import Iterator, Sequence
@@ -48,34 +49,62 @@ class User(Base):
     deleted_at: Mapped[datetime.datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
+_USERS = User.__table__
+_COLUMNS = tuple(column.name for column in _USERS.c)
+# Core statements built once: building and cache-keying an ORM select cost more CPU per
+# read than the query itself, and these run on every instruction that names a user.
+_LIVE_USERS = sa.select(*_USERS.c).where(_USERS.c.deleted_at.is_(None))
+_BY_ID = _LIVE_USERS.where(_USERS.c.user_id == sa.bindparam("user_id"))
+_BY_USERNAME = _LIVE_USERS.where(_USERS.c.username == sa.bindparam("username"))
+_BY_IDS = _LIVE_USERS.where(_USERS.c.user_id.in_(sa.bindparam("user_ids", expanding=True)))
+_FIRST_PAGE = _LIVE_USERS.order_by(_USERS.c.seq).limit(sa.bindparam("limit"))
+_NEXT_PAGE = _LIVE_USERS.where(_USERS.c.seq > sa.bindparam("after")).order_by(_USERS.c.seq).limit(sa.bindparam("limit"))
+_INSERT = sa.insert(_USERS)
+_UPDATE = sa.update(_USERS).where(_USERS.c.seq == sa.bindparam("row_seq"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredUser:
+    """A user row as written in this transaction (reads hand back the database's rows)."""
+
+    seq: int
+    user_id: str
+    username: str
+    display_name: str
+    profile: str
+    record_instructions: bool
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    deleted_at: datetime.datetime | None
+
+
 class Users:
-    """The live users seen through one transaction's session (service.Users)."""
+    """The live users seen through one transaction (service.Users).
 
-    def __init__(self, session: orm.Session):
-        self._session = session
+    Works on a read transaction's connection (Database.reading) or a write transaction's
+    session (Database.transaction, run_once); either way it runs Core statements.
+    """
 
-    @staticmethod
-    def _live() -> sa.Select[tuple[User]]:
-        return sa.select(User).where(User.deleted_at.is_(None))
+    def __init__(self, transaction: orm.Session | sa.Connection):
+        self._connection = transaction.connection() if isinstance(transaction, orm.Session) else transaction
 
-    def get(self, user_id: str) -> User | None:
-        return self._session.scalars(self._live().where(User.user_id == user_id)).one_or_none()
+    def get(self, user_id: str) -> sa.Row | None:
+        return self._connection.execute(_BY_ID, {"user_id": user_id}).one_or_none()
 
-    def get_by_username(self, username: str) -> User | None:
-        return self._session.scalars(self._live().where(User.username == username)).one_or_none()
+    def get_by_username(self, username: str) -> sa.Row | None:
+        return self._connection.execute(_BY_USERNAME, {"username": username}).one_or_none()
 
-    def get_many(self, user_ids: Sequence[str]) -> list[User]:
-        return list(self._session.scalars(self._live().where(User.user_id.in_(user_ids))))
+    def get_many(self, user_ids: Sequence[str]) -> list[sa.Row]:
+        return list(self._connection.execute(_BY_IDS, {"user_ids": list(user_ids)}))
 
-    def page(self, after: int | None, limit: int) -> list[User]:
-        query = self._live().order_by(User.seq).limit(limit)
-        if after is not None:
-            query = query.where(User.seq > after)
-        return list(self._session.scalars(query))
+    def page(self, after: int | None, limit: int) -> list[sa.Row]:
+        if after is None:
+            return list(self._connection.execute(_FIRST_PAGE, {"limit": limit}))
+        return list(self._connection.execute(_NEXT_PAGE, {"after": after, "limit": limit}))
 
-    def add(self, username: str, display_name: str, profile: str) -> User:
+    def add(self, username: str, display_name: str, profile: str) -> StoredUser:
         now = utcnow()
-        user = User(
+        fields = dict(
             user_id=str(uuid.uuid4()),
             username=username,
             display_name=display_name,
@@ -83,23 +112,26 @@ class Users:
             record_instructions=False,
             created_at=now,
             updated_at=now,
+            deleted_at=None,
         )
-        self._session.add(user)
-        self._session.flush()
-        return user
+        seq = self._connection.execute(_INSERT, fields).inserted_primary_key[0]
+        return StoredUser(seq=seq, **fields)
 
-    def change(self, user: User, **fields: object) -> User:
+    def change(self, user: StoredUser | sa.Row, **fields: object) -> StoredUser | sa.Row:
         changed = {name: value for name, value in fields.items() if getattr(user, name) != value}
-        if changed:
-            for name, value in changed.items():
-                setattr(user, name, value)
-            user.updated_at = utcnow()
-            self._session.flush()
-        return user
+        if not changed:
+            return user
+        changed["updated_at"] = utcnow()
+        self._connection.execute(_UPDATE, {"row_seq": user.seq, **changed})
+        return StoredUser(**{**_fields(user), **changed})
 
-    def delete(self, user: User) -> None:
-        user.deleted_at = user.updated_at = utcnow()
-        self._session.flush()
+    def delete(self, user: StoredUser | sa.Row) -> None:
+        now = utcnow()
+        self._connection.execute(_UPDATE, {"row_seq": user.seq, "deleted_at": now, "updated_at": now})
+
+
+def _fields(user: StoredUser | sa.Row) -> dict[str, object]:
+    return {name: getattr(user, name) for name in _COLUMNS}
 
 
 @contextlib.contextmanager
