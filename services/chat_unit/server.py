@@ -1,6 +1,5 @@
 """ChatService over gRPC: proto in, the unit's rules, proto out; one transaction per RPC."""
 
-import logging
 
 from llmchatlinker.chat.v1 import chat_service_pb2 as pb
 from llmchatlinker.chat.v1 import chat_service_pb2_grpc as pb_grpc
@@ -12,9 +11,8 @@ from services.chat_unit.store import ChatStore, open_database
 from services.common.db import Database, run_once
 from services.common.errors import maps_errors
 from services.common.protoconv import timestamp
-from services.common.serving import SHUTDOWN_GRACE_SECONDS, ThreadedServer
+from services.common.serving import ThreadedServer, run_threaded_unit
 
-log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ChatService"].full_name
 
@@ -143,37 +141,19 @@ def new_message(message: pb.NewMessage) -> service.NewMessage:
     )
 
 
-class ChatServer(ThreadedServer):
-    """The thread-pool server of the chat unit; stopping it also closes its database."""
-
-    def __init__(self, database: Database, address: str):
-        self.database = database
-        servicer = ChatServicer(database)
-        super().__init__(
-            lambda server: pb_grpc.add_ChatServiceServicer_to_server(servicer, server), [SERVICE_NAME], address
-        )
-
-    def stop(self, grace: float | None = SHUTDOWN_GRACE_SECONDS) -> None:
-        try:
-            super().stop(grace)
-        finally:
-            self.database.dispose()
-
-
-def build_server(settings: Settings) -> ChatServer:
+def build_server(settings: Settings) -> ThreadedServer:
     """A ready-to-start server on a migrated database (not started)."""
     database = open_database(settings.database_url, settings.database_schema)
     try:
-        return ChatServer(database, settings.address)
+        servicer = ChatServicer(database)
+        return ThreadedServer(
+            lambda server: pb_grpc.add_ChatServiceServicer_to_server(servicer, server), [SERVICE_NAME], settings.address,
+            on_stop=database.dispose,
+        )
     except BaseException:
         database.dispose()
         raise
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
-    server = build_server(settings)
-    log.info("chat unit starting on port %s", server.port)
-    server.serve_until_sigterm()
-    log.info("chat unit stopped")
+    run_threaded_unit("chat_unit", Settings.from_env, build_server)

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent import futures
@@ -51,8 +52,15 @@ class ThreadedServer:
     """A thread-pool gRPC server (for the database-bound units)."""
 
     def __init__(
-        self, register: Register, service_names: Iterable[str], address: str, max_workers: int = THREADED_MAX_WORKERS
+        self,
+        register: Register,
+        service_names: Iterable[str],
+        address: str,
+        max_workers: int = THREADED_MAX_WORKERS,
+        on_stop: Callable[[], None] | None = None,
     ):
+        # Runs after the server has drained, e.g. to close the unit's database connections.
+        self._on_stop = on_stop
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS)
         register(self._server)
         self._health = _add_health_and_reflection(self._server, service_names, experimental_non_blocking=True)
@@ -67,7 +75,11 @@ class ThreadedServer:
     def stop(self, grace: float | None = SHUTDOWN_GRACE_SECONDS) -> None:
         """Reports NOT_SERVING first, so load balancers stop routing, then drains."""
         self._health.enter_graceful_shutdown()
-        self._server.stop(grace).wait()
+        try:
+            self._server.stop(grace).wait()
+        finally:
+            if self._on_stop is not None:
+                self._on_stop()
 
     def serve_until_sigterm(self) -> None:
         stopped = threading.Event()
@@ -113,3 +125,17 @@ class AsyncServer:
         await stop_requested.wait()
         log.info("shutting down")
         await self.stop()
+
+
+def run_threaded_unit(name: str, settings_from_env: Callable[[], object], build_server: Callable[[object], ThreadedServer]) -> None:
+    """The main() of a thread-pool unit: settings from the environment (a missing variable
+    ends the process naming it), then serve until SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = settings_from_env()
+    except RuntimeError as error:
+        sys.exit(f"{name}: {error}")
+    server = build_server(settings)
+    log.info("%s listening on port %d", name, server.port)
+    server.serve_until_sigterm()
+    log.info("%s stopped", name)

@@ -1,20 +1,17 @@
 """RecordService over gRPC: proto in, one transaction per call, proto out."""
 
-import logging
 import pathlib
-import sys
 
 from llmchatlinker.db.v1 import db_service_pb2 as pb
 from llmchatlinker.db.v1 import db_service_pb2_grpc as pb_grpc
 from services.common.db import Database, run_once
 from services.common.errors import maps_errors
 from services.common.protoconv import timestamp
-from services.common.serving import SHUTDOWN_GRACE_SECONDS, ThreadedServer
+from services.common.serving import ThreadedServer, run_threaded_unit
 from services.db_unit import service, store
 from services.db_unit.config import Settings
 from services.db_unit.errors import DOMAIN
 
-log = logging.getLogger(__name__)
 
 MIGRATIONS = pathlib.Path(__file__).resolve().parent / "migrations"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RecordService"].full_name
@@ -83,39 +80,20 @@ class RecordServicer(pb_grpc.RecordServiceServicer):
             return pb.GetResultResponse(result=stored.result, create_time=timestamp(stored.created_at))
 
 
-class RecordServer(ThreadedServer):
-    """The RecordService server; stopping it also closes its database connections."""
-
-    def __init__(self, database: Database, address: str):
-        self.database = database
-        servicer = RecordServicer(database)
-        super().__init__(
-            lambda server: pb_grpc.add_RecordServiceServicer_to_server(servicer, server), [SERVICE_NAME], address
-        )
-
-    def stop(self, grace: float | None = SHUTDOWN_GRACE_SECONDS) -> None:
-        super().stop(grace)
-        self.database.dispose()
-
-
-def build_server(settings: Settings) -> RecordServer:
+def build_server(settings: Settings) -> ThreadedServer:
     """A server on the settings' address, its database migrated to the newest schema."""
     database = Database(settings.database_url, settings.database_schema)
     try:
         database.migrate(MIGRATIONS, store.metadata)
-        return RecordServer(database, settings.address)
+        servicer = RecordServicer(database)
+        return ThreadedServer(
+            lambda server: pb_grpc.add_RecordServiceServicer_to_server(servicer, server), [SERVICE_NAME], settings.address,
+            on_stop=database.dispose,
+        )
     except BaseException:
         database.dispose()
         raise
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = Settings.from_env()
-    except RuntimeError as error:
-        sys.exit(f"db_unit: {error}")
-    server = build_server(settings)
-    log.info("%s listening on %s (port %d)", SERVICE_NAME, settings.address, server.port)
-    server.serve_until_sigterm()
-    log.info("stopped")
+    run_threaded_unit("db_unit", Settings.from_env, build_server)

@@ -1,8 +1,6 @@
 """UserService over gRPC: proto in, one transaction per call, proto out."""
 
-import logging
 import pathlib
-import sys
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -11,12 +9,11 @@ from llmchatlinker.user.v1 import user_service_pb2_grpc as pb_grpc
 from services.common.db import Database, run_once
 from services.common.errors import maps_errors
 from services.common.protoconv import timestamp
-from services.common.serving import SHUTDOWN_GRACE_SECONDS, ThreadedServer
+from services.common.serving import ThreadedServer, run_threaded_unit
 from services.user_unit import service, store
 from services.user_unit.config import Settings
 from services.user_unit.errors import DOMAIN
 
-log = logging.getLogger(__name__)
 
 MIGRATIONS = pathlib.Path(__file__).resolve().parent / "migrations"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["UserService"].full_name
@@ -119,39 +116,20 @@ class UserServicer(pb_grpc.UserServiceServicer):
         return self._read(page)
 
 
-class UserServer(ThreadedServer):
-    """The UserService server; stopping it also closes its database connections."""
-
-    def __init__(self, database: Database, address: str):
-        self.database = database
-        servicer = UserServicer(database)
-        super().__init__(
-            lambda server: pb_grpc.add_UserServiceServicer_to_server(servicer, server), [SERVICE_NAME], address
-        )
-
-    def stop(self, grace: float | None = SHUTDOWN_GRACE_SECONDS) -> None:
-        super().stop(grace)
-        self.database.dispose()
-
-
-def build_server(settings: Settings) -> UserServer:
+def build_server(settings: Settings) -> ThreadedServer:
     """A server on the settings' address, its database migrated to the newest schema."""
     database = Database(settings.database_url, settings.database_schema)
     try:
         database.migrate(MIGRATIONS, store.metadata)
-        return UserServer(database, settings.address)
+        servicer = UserServicer(database)
+        return ThreadedServer(
+            lambda server: pb_grpc.add_UserServiceServicer_to_server(servicer, server), [SERVICE_NAME], settings.address,
+            on_stop=database.dispose,
+        )
     except BaseException:
         database.dispose()
         raise
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = Settings.from_env()
-    except RuntimeError as error:
-        sys.exit(f"user_unit: {error}")
-    server = build_server(settings)
-    log.info("%s listening on %s (port %d)", SERVICE_NAME, settings.address, server.port)
-    server.serve_until_sigterm()
-    log.info("stopped")
+    run_threaded_unit("user_unit", Settings.from_env, build_server)
