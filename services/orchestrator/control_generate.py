@@ -37,9 +37,7 @@ async def generate(run: Run, request: orchestrator_pb2.LlmResponseGenerate) -> P
         return_exceptions=True,
     )
     chat = _value(chat_answer).chat
-    if request.user_id not in chat.user_ids:
-        raise PermissionDenied(f"user {request.user_id!r} is not a member of chat {chat.chat_id!r}",
-                               reason="NOT_A_CHAT_MEMBER", userId=request.user_id, chatId=chat.chat_id)
+    _require_member(request.user_id, chat)
     _value(user_answer)  # a member deleted since may no longer speak
     llm = _value(llm_answer).llm
     if request.provider_id and request.provider_id != llm.provider_id:
@@ -66,6 +64,10 @@ async def regenerate(run: Run, request: orchestrator_pb2.LlmResponseRegenerate) 
     chats, llms = run.channels.chats, run.channels.llms
     message = (await chats.GetMessage(chat_pb2.GetMessageRequest(message_id=require(request.message_id, "message_id")),
                                       timeout=UNARY_DEADLINE_S)).message
+    if request.user_id:
+        chat = (await chats.GetChat(chat_pb2.GetChatRequest(chat_id=message.chat_id, message_page_size=1),
+                                    timeout=UNARY_DEADLINE_S)).chat
+        _require_member(request.user_id, chat)
     llm_id = request.llm_id or message.llm_id
     if not llm_id:
         raise InvalidArgument(f"message {message.message_id!r} was written by a user: give llm_id to choose "
@@ -79,10 +81,16 @@ async def regenerate(run: Run, request: orchestrator_pb2.LlmResponseRegenerate) 
     stored = await chats.AppendMessages(chat_pb2.AppendMessagesRequest(
         request_id=run.request_id("append-messages"),
         chat_id=message.chat_id,
-        messages=[chat_pb2.NewMessage(user_id=message.user_id, llm_id=llm.llm_id, content=final.content,
+        messages=[chat_pb2.NewMessage(user_id=request.user_id or message.user_id, llm_id=llm.llm_id, content=final.content,
                                       role=chat_pb2.MESSAGE_ROLE_ASSISTANT)],
     ), timeout=UNARY_DEADLINE_S)
     return _response(stored.messages[-1], final)
+
+
+def _require_member(user_id: str, chat: chat_pb2.Chat) -> None:
+    if user_id not in chat.user_ids:
+        raise PermissionDenied(f"user {user_id!r} is not a member of chat {chat.chat_id!r}",
+                               reason="NOT_A_CHAT_MEMBER", userId=user_id, chatId=chat.chat_id)
 
 
 def _value(answer):

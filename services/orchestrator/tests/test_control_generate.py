@@ -203,3 +203,19 @@ async def test_regenerate_needs_a_model_and_something_to_answer(units):
     unknown = await units.run({"type": "LLM_RESPONSE_REGENERATE", "data": {"message_id": "no-such-message"}})
     assert unknown.status.code == grpc.StatusCode.NOT_FOUND.value[0]
     assert unknown.status.domain == "chat.llmchatlinker.dev"
+
+
+async def test_regenerate_by_a_named_user_requires_membership(units):
+    ada, chat_id, _, llm_id = await _setup(units)
+    answered = await units.ok("LLM_RESPONSE_GENERATE", user_id=ada, chat_id=chat_id, llm_id=llm_id, user_input="one")
+    message_id = answered.llm_response.message.message_id
+    outsider = await units.user("eve")
+
+    refused = await units.run({"type": "LLM_RESPONSE_REGENERATE", "data": {
+        "message_id": message_id, "user_id": outsider}})
+    assert refused.status.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
+    assert refused.status.reason == "NOT_A_CHAT_MEMBER"
+    assert [content for content, _ in await _messages(units, chat_id)] == ["one", "echo: one"]
+
+    again = await units.ok("LLM_RESPONSE_REGENERATE", message_id=message_id, user_id=ada)
+    assert again.llm_response.message.user_id == ada
