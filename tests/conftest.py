@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,23 +25,13 @@ from llmchatlinker.llm.v1 import llm_service_pb2 as llm_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
 from services import healthcheck, launcher
 from testkit import run_in_thread
+from testkit.ports import free_ports
 
 READY_TIMEOUT_SECONDS = 90
 # The deadline of the replicas that meet stalling and dripping providers: short, so they are cut
 # off quickly. The main suite keeps the default, so honest slow replies are never cut.
 SHORT_GENERATION_TIMEOUT_MS = 1500
 REPLY_TIMEOUT_SECONDS = 60
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclasses.dataclass(frozen=True)

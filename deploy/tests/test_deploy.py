@@ -16,12 +16,17 @@ PORTS = {"orchestrator": 50051, "user_unit": 50052, "chat_unit": 50053, "llm_uni
 # The oldest Kubernetes with native gRPC probes enabled by default (beta in 1.24, GA in 1.27).
 KUBERNETES_VERSION = "1.27"
 _SETTING = re.compile(r"""config\.(required|optional|integer|listen_address)\(\s*["']([A-Z0-9_]+)["']""")
+# UnitSettings.read_env("USER_UNIT", ...) reads USER_UNIT_PORT, _DATABASE_URL (required), _DATABASE_SCHEMA.
+_UNIT_SETTINGS = re.compile(r"""read_env\(\s*["']([A-Z0-9_]+)["']""")
 
 
 def settings_read_by(service: str) -> tuple[set[str], set[str]]:
     """(every LLMCHATLINKER_* variable the service's config.py reads, the required ones)."""
     source = (ROOT / "services" / service / "config.py").read_text()
     found = _SETTING.findall(source)
+    for unit in _UNIT_SETTINGS.findall(source):
+        found += [("listen_address", f"{unit}_PORT"), ("required", f"{unit}_DATABASE_URL"),
+                  ("optional", f"{unit}_DATABASE_SCHEMA")]
     assert found, f"no settings found in services/{service}/config.py"
     names = {"LLMCHATLINKER_" + name for _, name in found} | {"LLMCHATLINKER_HOST"}  # HOST: listen_address
     required = {"LLMCHATLINKER_" + name for kind, name in found if kind == "required"}

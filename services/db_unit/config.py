@@ -2,22 +2,15 @@
 
 import dataclasses
 
-from services.common import config
+from services.common.config import UnitSettings
 
 DEFAULT_PORT = 50055
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-    address: str
-    database_url: str
-    # PostgreSQL schema holding the unit's tables; ignored by SQLite.
+class Settings(UnitSettings):
     database_schema: str | None = "db_unit"
 
     @classmethod
     def from_env(cls) -> "Settings":
-        return cls(
-            address=config.listen_address("DB_UNIT_PORT", DEFAULT_PORT),
-            database_url=config.required("DB_UNIT_DATABASE_URL"),
-            database_schema=config.optional("DB_UNIT_DATABASE_SCHEMA", "db_unit"),
-        )
+        return cls.read_env("DB_UNIT", DEFAULT_PORT)

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from services.common import config
+from services.common.config import UnitSettings
 
 DEFAULT_PORT = 50054
 # Overall deadline of one generation when the request gives none (GenerateReplyRequest.timeout_ms).
@@ -10,12 +11,10 @@ DEFAULT_GENERATION_TIMEOUT_MS = 120_000
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(UnitSettings):
     """Where the unit listens, where it keeps its tables, and how long a generation may take."""
 
-    address: str
-    database_url: str
-    database_schema: str = "llm_unit"
+    database_schema: str | None = "llm_unit"
     generation_timeout_ms: int = DEFAULT_GENERATION_TIMEOUT_MS
 
     @classmethod
@@ -23,9 +22,4 @@ class Settings:
         timeout_ms = config.integer("LLM_UNIT_GENERATION_TIMEOUT_MS", DEFAULT_GENERATION_TIMEOUT_MS)
         if timeout_ms <= 0:
             raise RuntimeError('environment variable "LLMCHATLINKER_LLM_UNIT_GENERATION_TIMEOUT_MS" must be positive')
-        return cls(
-            address=config.listen_address("LLM_UNIT_PORT", DEFAULT_PORT),
-            database_url=config.required("LLM_UNIT_DATABASE_URL"),
-            database_schema=config.optional("LLM_UNIT_DATABASE_SCHEMA", "llm_unit"),
-            generation_timeout_ms=timeout_ms,
-        )
+        return cls.read_env("LLM_UNIT", DEFAULT_PORT, generation_timeout_ms=timeout_ms)

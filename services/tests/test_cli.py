@@ -14,20 +14,10 @@ import uuid
 import pytest
 
 from services import healthcheck, launcher
+from testkit.ports import free_ports
 
 READY_LINE = "llmchatlinker: the suite is up"
 CHILD_LINE = re.compile(r"^\s+(\w+)\s+(\S+:\d+)\s+pid (\d+)")
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def suite_environment(tmp_path, **extra: str) -> dict[str, str]:

@@ -2,22 +2,15 @@
 
 import dataclasses
 
-from services.common import config
+from services.common.config import UnitSettings
 
 DEFAULT_PORT = 50052
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-    address: str
-    database_url: str
-    # PostgreSQL schema holding the unit's tables; ignored by SQLite.
+class Settings(UnitSettings):
     database_schema: str | None = "user_unit"
 
     @classmethod
     def from_env(cls) -> "Settings":
-        return cls(
-            address=config.listen_address("USER_UNIT_PORT", DEFAULT_PORT),
-            database_url=config.required("USER_UNIT_DATABASE_URL"),
-            database_schema=config.optional("USER_UNIT_DATABASE_SCHEMA", "user_unit"),
-        )
+        return cls.read_env("USER_UNIT", DEFAULT_PORT)

@@ -4,7 +4,6 @@ SQLite files, and the test kit's stand-in LLM."""
 import collections
 import dataclasses
 import os
-import socket
 import threading
 import uuid
 
@@ -12,19 +11,9 @@ import pytest
 
 from services import launcher
 from testkit import run_in_thread
+from testkit.ports import free_ports
 
 READY_TIMEOUT_SECONDS = 90
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclasses.dataclass(frozen=True)
