@@ -1,5 +1,7 @@
 """ChatService over gRPC: proto in, the unit's rules, proto out; one transaction per RPC."""
 
+import datetime
+from collections.abc import Iterable
 
 from llmchatlinker.chat.v1 import chat_service_pb2 as pb
 from llmchatlinker.chat.v1 import chat_service_pb2_grpc as pb_grpc
@@ -60,11 +62,9 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             chat, page = service.get_chat(
                 ChatStore(connection), request.chat_id, request.message_page_size, request.message_page_token
             )
-        return pb.GetChatResponse(
-            chat=chat_proto(chat),
-            messages=[message_proto(message) for message in page.items],
-            next_message_page_token=page.next_page_token,
-        )
+        response = pb.GetChatResponse(chat=chat_proto(chat), next_message_page_token=page.next_page_token)
+        add_messages(response.messages, page.items)
+        return response
 
     @maps_errors(DOMAIN)
     def ListChats(self, request: pb.ListChatsRequest, context) -> pb.ListChatsResponse:
@@ -82,7 +82,9 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
 
         def apply(session):
             stored = service.append_messages(ChatStore(session), request.chat_id, messages)
-            return pb.AppendMessagesResponse(messages=[message_proto(message) for message in stored])
+            response = pb.AppendMessagesResponse()
+            add_messages(response.messages, stored)
+            return response
 
         return self._once(request.request_id, pb.AppendMessagesResponse, apply)
 
@@ -101,8 +103,11 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
                 request.before_message_id,
                 request.max_messages,
                 request.max_chars,
+                request.member_user_id,
             )
-        return pb.ListRecentMessagesResponse(messages=[message_proto(message) for message in messages])
+        response = pb.ListRecentMessagesResponse()
+        add_messages(response.messages, messages)
+        return response
 
     def _once(self, request_id: str, response_type, apply):
         service.check_request_id(request_id)
@@ -120,16 +125,39 @@ def chat_proto(chat: service.Chat) -> pb.Chat:
 
 
 def message_proto(message: service.Message) -> pb.Message:
-    return pb.Message(
+    return pb.Message(**_message_fields(message))
+
+
+def add_messages(field, messages: Iterable[service.Message]) -> None:
+    """Builds the messages in place in a response's repeated field; a pb.Message built apart
+    would be copied in, which on a context read costs as much as building it."""
+    add = field.add
+    for message in messages:
+        add(**_message_fields(message))
+
+
+def _message_fields(message: service.Message) -> dict:
+    created = _timestamp_fields(message.created_at)
+    return dict(
         message_id=message.message_id,
         chat_id=message.chat_id,
         user_id=message.user_id,
         llm_id=message.llm_id,
         content=message.content,
         role=ROLE_TO_PROTO[message.role],
-        create_time=timestamp(message.created_at),
-        update_time=timestamp(message.updated_at),
+        create_time=created,
+        update_time=created if message.updated_at == message.created_at else _timestamp_fields(message.updated_at),
     )
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def _timestamp_fields(moment: datetime.datetime) -> dict:
+    """The fields of protoconv.timestamp(moment) for an aware moment, as a dict: protobuf builds
+    a dict into the message in place, where it would build a Timestamp and then copy it."""
+    since = moment - _EPOCH
+    return {"seconds": since.days * 86_400 + since.seconds, "nanos": since.microseconds * 1000}
 
 
 def new_message(message: pb.NewMessage) -> service.NewMessage:

@@ -4,9 +4,9 @@ import dataclasses
 import datetime
 import enum
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from services.chat_unit.errors import ChatNotFound, MessageNotFound, MessageNotInChat
+from services.chat_unit.errors import ChatNotFound, MessageNotFound, MessageNotInChat, NotAChatMember
 from services.common import paging
 from services.common.errors import InvalidArgument
 
@@ -50,8 +50,9 @@ class NewMessage:
     role: Role | None
 
 
-@dataclasses.dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):
+    # A NamedTuple, not a frozen dataclass: one is built per row of every LLM context read,
+    # and a frozen dataclass costs three times as much to build.
     seq: int
     message_id: str
     chat_id: str
@@ -75,6 +76,7 @@ class Store(Protocol):
     def add_chat(self, title: str, user_ids: Sequence[str]) -> Chat: ...
     def live_chat(self, chat_id: str) -> Chat | None: ...
     def is_live(self, chat_id: str) -> bool: ...
+    def live_membership(self, chat_id: str, user_id: str) -> bool | None: ...
     def update_chat(self, chat_id: str, title: str | None) -> Chat | None: ...
     def delete_chat(self, chat_id: str) -> bool: ...
     def live_chats(self, after_seq: int | None, limit: int, member_user_id: str) -> list[Chat]: ...
@@ -152,17 +154,27 @@ def get_message(store: Store, message_id: str) -> Message:
 
 
 def list_recent_messages(
-    store: Store, chat_id: str, before_message_id: str, max_messages: int, max_chars: int
+    store: Store, chat_id: str, before_message_id: str, max_messages: int, max_chars: int, member_user_id: str
 ) -> list[Message]:
     """The newest messages that fit both budgets, oldest first: the context an LLM is sent.
 
     The newest message is always included. The rest are taken newest first and
     the walk stops at the first that does not fit, so the context has no gaps.
+    With member_user_id, the chat is read only if that user is one of its members.
     """
     limit = _non_negative("max_messages", max_messages, "INVALID_MAX_MESSAGES")
     limit = min(limit or RECENT_DEFAULT, RECENT_MAX)
     char_budget = _non_negative("max_chars", max_chars, "INVALID_MAX_CHARS")
-    if not store.is_live(_required_id("chat_id", chat_id)):
+    _required_id("chat_id", chat_id)
+    if member_user_id:
+        _required_id("member_user_id", member_user_id, reason="INVALID_USER_ID")
+        # One query for both checks: the orchestrator makes this call before every generation.
+        is_member = store.live_membership(chat_id, member_user_id)
+        if is_member is None:
+            raise ChatNotFound(chat_id)
+        if not is_member:
+            raise NotAChatMember(member_user_id, chat_id)
+    elif not store.is_live(chat_id):
         raise ChatNotFound(chat_id)
     before_seq = None
     if before_message_id:

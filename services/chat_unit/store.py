@@ -1,6 +1,7 @@
 """The chat unit's tables and the queries on them; the only module that imports SQLAlchemy."""
 
 import datetime
+import itertools
 import pathlib
 import types
 import uuid
@@ -86,6 +87,16 @@ _CHATS, _MEMBERS, _MESSAGES = ChatRow.__table__, ChatMemberRow.__table__, Messag
 _LIVE_CHAT = sa.select(*_CHATS.c).where(_CHATS.c.chat_id == sa.bindparam("chat_id"), _CHATS.c.deleted_at.is_(None))
 _LIVE_CHAT_LOCKED = _LIVE_CHAT.with_for_update()
 _IS_LIVE = sa.select(_CHATS.c.seq).where(_CHATS.c.chat_id == sa.bindparam("chat_id"), _CHATS.c.deleted_at.is_(None))
+# Whether the user is a member, on the live chat's row: no row when the chat is unknown or deleted.
+_LIVE_MEMBERSHIP = (
+    sa.select(_MEMBERS.c.user_id.is_not(None))
+    .select_from(
+        _CHATS.outerjoin(
+            _MEMBERS, sa.and_(_MEMBERS.c.chat_seq == _CHATS.c.seq, _MEMBERS.c.user_id == sa.bindparam("user_id"))
+        )
+    )
+    .where(_CHATS.c.chat_id == sa.bindparam("chat_id"), _CHATS.c.deleted_at.is_(None))
+)
 _MEMBERS_OF = (
     sa.select(_MEMBERS.c.chat_seq, _MEMBERS.c.user_id)
     .where(_MEMBERS.c.chat_seq.in_(sa.bindparam("chat_seqs", expanding=True)))
@@ -95,6 +106,12 @@ _INSERT_CHAT = sa.insert(_CHATS)
 _INSERT_MEMBER = sa.insert(_MEMBERS)
 _INSERT_MESSAGE = sa.insert(_MESSAGES)
 _UPDATE_CHAT = sa.update(_CHATS).where(_CHATS.c.seq == sa.bindparam("row_seq"))
+# Touching a live chat's update time locks its row as SELECT .. FOR UPDATE would: one statement, not two.
+_TOUCH_LIVE_CHAT = (
+    sa.update(_CHATS)
+    .where(_CHATS.c.chat_id == sa.bindparam("live_chat_id"), _CHATS.c.deleted_at.is_(None))
+    .values(updated_at=sa.bindparam("updated_at"))
+)
 # The columns of a Message, in _message's argument order: rows are unpacked, not read by
 # attribute name (three times faster per row on a page of messages).
 _MESSAGE_COLUMNS = [
@@ -143,6 +160,11 @@ class ChatStore:
     def is_live(self, chat_id: str) -> bool:
         return self._connection.execute(_IS_LIVE, {"chat_id": chat_id}).first() is not None
 
+    def live_membership(self, chat_id: str, user_id: str) -> bool | None:
+        """None when the chat is unknown or deleted, else whether user_id is one of its members."""
+        row = self._connection.execute(_LIVE_MEMBERSHIP, {"chat_id": chat_id, "user_id": user_id}).first()
+        return None if row is None else bool(row[0])
+
     def update_chat(self, chat_id: str, title: str | None) -> Chat | None:
         row = self._live_row(chat_id, lock=True)
         if row is None:
@@ -175,16 +197,15 @@ class ChatStore:
         return self._with_members(rows)
 
     def append_messages(self, chat_id: str, messages: Sequence[NewMessage]) -> list[Message] | None:
-        # Locking the chat row first orders concurrent appends to one chat, so seq
-        # order is commit order, and a concurrent delete either precedes or follows.
-        chat = self._live_row(chat_id, lock=True)
-        if chat is None:
-            return None
+        # Touching (so locking) the chat row first orders concurrent appends to one chat, so
+        # seq order is commit order, and a concurrent delete either precedes or follows.
         now = utcnow()
-        self._connection.execute(_UPDATE_CHAT, {"row_seq": chat.seq, "updated_at": now})
+        if self._connection.execute(_TOUCH_LIVE_CHAT, {"live_chat_id": chat_id, "updated_at": now}).rowcount != 1:
+            return None
         stored = []
         for message in messages:
-            # One insert per row: the seq each row gets must follow the order given.
+            # One insert per row: the seq each row gets must follow the order given. (A batch
+            # insert with sort_by_parameter_order keeps that order too, but costs more CPU.)
             fields = dict(
                 message_id=str(uuid.uuid4()),
                 chat_id=chat_id,
@@ -213,7 +234,7 @@ class ChatStore:
                 rows = self._connection.execute(
                     _TAIL_BEFORE, {"chat_id": chat_id, "limit": batch, "before_seq": before_seq}
                 ).all()
-            yield from (_message(*row) for row in rows)
+            yield from itertools.starmap(_message, rows)
             if len(rows) < batch:
                 return
             limit -= len(rows)
@@ -269,14 +290,7 @@ def _message(
     created_at: datetime.datetime,
     updated_at: datetime.datetime,
 ) -> Message:
-    return Message(
-        seq=seq,
-        message_id=message_id,
-        chat_id=chat_id,
-        user_id=user_id,
-        llm_id=llm_id,
-        content=content,
-        role=_ROLES[role],
-        created_at=as_utc(created_at),
-        updated_at=as_utc(updated_at),
-    )
+    created = as_utc(created_at)
+    # Messages are never edited: the two stamps are one value, converted once.
+    updated = created if updated_at == created_at else as_utc(updated_at)
+    return Message(seq, message_id, chat_id, user_id, llm_id, content, _ROLES[role], created, updated)

@@ -65,19 +65,42 @@ class RecordServicer(pb_grpc.RecordServiceServicer):
 
         return run_once(self._database, request.request_id, pb.DeleteRecordsResponse.FromString, apply)
 
+    # The result calls build their reply after the transaction: on SQLite a writer holds the
+    # database's write lock until it ends.
     @maps_errors(DOMAIN)
     def PutResult(self, request: pb.PutResultRequest, context) -> pb.PutResultResponse:
         with self._database.writing() as connection:
-            stored, already_stored = service.put_result(
+            result, already_stored = service.put_result(
                 store.Results(connection), request.instruction_id, request.result
             )
-            return pb.PutResultResponse(result=stored.result, already_stored=already_stored)
+        return pb.PutResultResponse(result=result, already_stored=already_stored)
+
+    @maps_errors(DOMAIN)
+    def PutResults(self, request: pb.PutResultsRequest, context) -> pb.PutResultsResponse:
+        entries = [(entry.instruction_id, entry.result) for entry in request.results]
+        with self._database.writing() as connection:
+            answers = service.put_results(store.Results(connection), entries)
+        response = pb.PutResultsResponse()
+        add = response.results.add
+        for result, already_stored in answers:
+            add(result=result, already_stored=already_stored)
+        return response
 
     @maps_errors(DOMAIN)
     def GetResult(self, request: pb.GetResultRequest, context) -> pb.GetResultResponse:
         with self._database.reading() as connection:
             stored = service.get_result(store.Results(connection), request.instruction_id)
-            return pb.GetResultResponse(result=stored.result, create_time=timestamp(stored.created_at))
+        return pb.GetResultResponse(result=stored.result, create_time=timestamp(stored.created_at))
+
+    @maps_errors(DOMAIN)
+    def GetResults(self, request: pb.GetResultsRequest, context) -> pb.GetResultsResponse:
+        with self._database.reading() as connection:
+            found = service.get_results(store.Results(connection), request.instruction_ids)
+        response = pb.GetResultsResponse()
+        add = response.results.add
+        for stored in found:
+            add(instruction_id=stored.instruction_id, result=stored.result, create_time=timestamp(stored.created_at))
+        return response
 
 
 def build_server(settings: Settings) -> ThreadedServer:

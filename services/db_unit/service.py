@@ -1,7 +1,8 @@
-"""The db unit's rules: what a valid record and result are, and how records are listed and deleted."""
+"""The db unit's rules: what a valid record and result are, how records are listed and deleted, how results are kept."""
 
 import dataclasses
 import datetime
+from collections.abc import Sequence
 from typing import Protocol
 
 from services.common import paging
@@ -13,6 +14,8 @@ MAX_INSTRUCTION = 64
 MAX_OUTCOME = 32
 MAX_RESULT_BYTES = 16 * 1024 * 1024
 MAX_REQUEST_ID = 128
+# Entries of one PutResults or GetResults call.
+MAX_BATCH = 1_000
 
 
 class Record(Protocol):
@@ -30,8 +33,9 @@ class Record(Protocol):
 
 
 class Result(Protocol):
-    """A stored result: the serialized bytes and when they were stored."""
+    """A stored result: its instruction, the serialized bytes and when they were stored."""
 
+    instruction_id: str
     result: bytes
     created_at: datetime.datetime
 
@@ -47,8 +51,13 @@ class Records(Protocol):
 class Results(Protocol):
     """The result ledger: store.Results over a transaction, or a fake in tests."""
 
-    def put(self, instruction_id: str, result: bytes) -> tuple[Result, bool]: ...
-    def get(self, instruction_id: str) -> Result | None: ...
+    def put(self, new: dict[str, bytes]) -> dict[str, bytes]:
+        """Stores each result whose instruction has none stored; returns the stored results of the others."""
+        ...
+
+    def get(self, instruction_ids: Sequence[str]) -> list[Result]:
+        """The stored results among the ids, in any order."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,12 +69,14 @@ class NewRecord:
     outcome: str
 
 
-def _check(field: str, value: str, maximum: int, required: bool = False) -> str:
+def _check(field: str, value: str, maximum: int, required: bool = False, name: str | None = None) -> str:
+    """The value, if it fits; the message names it as `name` (an entry of a batch), the reason as `field`."""
+    name = name or field
     if required and not value:
-        raise InvalidArgument(f"{field} must not be empty", reason=f"MISSING_{field.upper()}")
+        raise InvalidArgument(f"{name} must not be empty", reason=f"MISSING_{field.upper()}")
     if len(value) > maximum:
         raise InvalidArgument(
-            f"{field} must be at most {maximum} characters (got {len(value)})", reason=f"{field.upper()}_TOO_LONG"
+            f"{name} must be at most {maximum} characters (got {len(value)})", reason=f"{field.upper()}_TOO_LONG"
         )
     return value
 
@@ -78,8 +89,8 @@ def check_user_id(user_id: str) -> str:
     return _check("user_id", user_id, MAX_ID, required=True)
 
 
-def check_instruction_id(instruction_id: str) -> str:
-    return _check("instruction_id", instruction_id, MAX_ID, required=True)
+def check_instruction_id(instruction_id: str, name: str = "instruction_id") -> str:
+    return _check("instruction_id", instruction_id, MAX_ID, required=True, name=name)
 
 
 def new_record(user_id: str, chat_id: str, instruction: str, instruction_id: str, outcome: str) -> NewRecord:
@@ -92,13 +103,22 @@ def new_record(user_id: str, chat_id: str, instruction: str, instruction_id: str
     )
 
 
-def check_result(result: bytes) -> bytes:
+def check_result(result: bytes, name: str = "result") -> bytes:
     if len(result) > MAX_RESULT_BYTES:
         raise InvalidArgument(
-            f"result must be at most {MAX_RESULT_BYTES:,} bytes (16 MiB; got {len(result):,})",
+            f"{name} must be at most {MAX_RESULT_BYTES:,} bytes (16 MiB; got {len(result):,})",
             reason="RESULT_TOO_LARGE",
         )
     return result
+
+
+def _check_batch(field: str, count: int) -> None:
+    if not count:
+        raise InvalidArgument(f"{field} must not be empty", reason=f"MISSING_{field.upper()}")
+    if count > MAX_BATCH:
+        raise InvalidArgument(
+            f"at most {MAX_BATCH:,} {field} per call (got {count:,})", reason=f"TOO_MANY_{field.upper()}"
+        )
 
 
 def list_records(records: Records, user_id: str, page_size: int, page_token: str) -> tuple[list[Record], str]:
@@ -115,13 +135,51 @@ def list_records(records: Records, user_id: str, page_size: int, page_token: str
     return rows[:limit], paging.encode_token(rows[limit - 1].seq)
 
 
-def put_result(results: Results, instruction_id: str, result: bytes) -> tuple[Result, bool]:
+def put_result(results: Results, instruction_id: str, result: bytes) -> tuple[bytes, bool]:
     """Stores a result unless one is already stored; returns the stored one and whether it was there first."""
-    return results.put(check_instruction_id(instruction_id), check_result(result))
+    instruction_id = check_instruction_id(instruction_id)
+    first = results.put({instruction_id: check_result(result)}).get(instruction_id)
+    return (result, False) if first is None else (first, True)
+
+
+def put_results(results: Results, entries: Sequence[tuple[str, bytes]]) -> list[tuple[bytes, bool]]:
+    """Stores each (instruction id, result) as put_result would; answers each entry, in the order given.
+
+    An id given twice is stored once: its later entries get the answer of its first, but already stored.
+    """
+    _check_batch("results", len(entries))
+    new: dict[str, bytes] = {}
+    for index, (instruction_id, result) in enumerate(entries):
+        # The checks' messages name the entry; build them only for an entry that fails.
+        if not 0 < len(instruction_id) <= MAX_ID or len(result) > MAX_RESULT_BYTES:
+            check_instruction_id(instruction_id, f"results[{index}].instruction_id")
+            check_result(result, f"results[{index}].result")
+        new.setdefault(instruction_id, result)
+    stored = results.put(new)
+    answers = []
+    for instruction_id, _ in entries:
+        first = stored.get(instruction_id)
+        if first is None:
+            first = stored[instruction_id] = new[instruction_id]
+            answers.append((first, False))
+        else:
+            answers.append((first, True))
+    return answers
 
 
 def get_result(results: Results, instruction_id: str) -> Result:
-    stored = results.get(check_instruction_id(instruction_id))
-    if stored is None:
+    found = results.get([check_instruction_id(instruction_id)])
+    if not found:
         raise ResultNotFound(instruction_id)
-    return stored
+    return found[0]
+
+
+def get_results(results: Results, instruction_ids: Sequence[str]) -> list[Result]:
+    """The stored results among the ids, in the order first asked for; an id with none is left out."""
+    _check_batch("instruction_ids", len(instruction_ids))
+    for index, instruction_id in enumerate(instruction_ids):
+        if not 0 < len(instruction_id) <= MAX_ID:  # the message names the entry; build it only on failure
+            check_instruction_id(instruction_id, f"instruction_ids[{index}]")
+    wanted = list(dict.fromkeys(instruction_ids))
+    found = {stored.instruction_id: stored for stored in results.get(wanted)}
+    return [found[instruction_id] for instruction_id in wanted if instruction_id in found]

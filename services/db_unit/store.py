@@ -3,10 +3,11 @@
 import dataclasses
 import datetime
 import uuid
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import orm
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import request_ledger, utcnow
@@ -70,13 +71,6 @@ _DELETE_RECORDS = (
     .where(_RECORDS.c.user_id == sa.bindparam("owner"), _RECORDS.c.deleted_at.is_(None))
     .values(deleted_at=sa.bindparam("now"), updated_at=sa.bindparam("now"))
 )
-# The first writer wins: a later insert of the same instruction id does nothing (and, on
-# PostgreSQL, waits for a concurrent twin to commit), with no savepoint to set and release.
-_INSERT_RESULT = {
-    "sqlite": sqlite.insert(_RESULTS).on_conflict_do_nothing(index_elements=[_RESULTS.c.instruction_id]),
-    "postgresql": postgresql.insert(_RESULTS).on_conflict_do_nothing(index_elements=[_RESULTS.c.instruction_id]),
-}
-_RESULT = sa.select(*_RESULTS.c).where(_RESULTS.c.instruction_id == sa.bindparam("instruction_id"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,8 +87,7 @@ class StoredRecord:
     deleted_at: datetime.datetime | None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class StoredResult:
+class StoredResult(NamedTuple):
     instruction_id: str
     result: bytes
     created_at: datetime.datetime
@@ -138,22 +131,108 @@ class Records:
         return self._connection.execute(_DELETE_RECORDS, {"owner": user_id, "now": utcnow()}).rowcount
 
 
+# The result ledger is read and written on every instruction, and SQLAlchemy's execution layer
+# cost more CPU than these statements themselves: they run as SQL text on the DBAPI cursor of the
+# transaction that server.py opened. The first writer wins: inserting a result under an id that
+# has one does nothing (on PostgreSQL, after waiting for a concurrent twin to commit), RETURNING
+# names the rows inserted, and the stored results of the others are read back after.
+_RESULT_COLUMNS = "instruction_id, result, created_at"
+
+
+class _Ledger:
+    """The ledger's SQL for one dialect, with SQLAlchemy's own conversions of the column values:
+    rows written here and through the Result model read the same."""
+
+    def __init__(self, dialect: sa.Dialect):
+        def same(value):
+            return value
+
+        time_type = _RESULTS.c.created_at.type.dialect_impl(dialect)
+        self.bind_time = time_type.bind_processor(dialect) or same
+        self._read_time = time_type.result_processor(dialect, None) or same
+        self._read_result = _RESULTS.c.result.type.dialect_impl(dialect).result_processor(dialect, None) or same
+
+    def stored(self, row: tuple) -> StoredResult:
+        return StoredResult(row[0], self._read_result(row[1]), self._read_time(row[2]))
+
+
+class _SqliteLedger(_Ledger):
+    # SQLite has no arrays: the text has a row of placeholders per entry (the sqlite3 module
+    # keeps the prepared statement of each recent size).
+    def insert(self, new: dict[str, bytes], now: datetime.datetime) -> tuple[str, list]:
+        now = self.bind_time(now)
+        values = [value for instruction_id, result in new.items() for value in (instruction_id, result, now)]
+        rows = ", ".join(["(?, ?, ?)"] * len(new))
+        return (
+            f"INSERT INTO results ({_RESULT_COLUMNS}) VALUES {rows} "
+            "ON CONFLICT (instruction_id) DO NOTHING RETURNING instruction_id"
+        ), values
+
+    def select(self, instruction_ids: Sequence[str]) -> tuple[str, Sequence[str]]:
+        marks = ", ".join("?" * len(instruction_ids))
+        return f"SELECT {_RESULT_COLUMNS} FROM results WHERE instruction_id IN ({marks})", instruction_ids
+
+
+class _PostgresLedger(_Ledger):
+    # A batch of any size is one fixed text over arrays. Rows go in sorted by id, so batches that
+    # share ids wait on each other's uncommitted rows in one order and never deadlock. The
+    # read-back is a statement of its own: in READ COMMITTED it sees a twin that committed while
+    # the insert waited, which the insert's snapshot does not.
+    _INSERT = (
+        f"INSERT INTO results ({_RESULT_COLUMNS}) "
+        "SELECT batch.instruction_id, batch.result, %s "
+        "FROM unnest(%s::varchar[], %s::bytea[]) AS batch (instruction_id, result) "
+        "ORDER BY batch.instruction_id "
+        "ON CONFLICT (instruction_id) DO NOTHING RETURNING instruction_id"
+    )
+    _SELECT = f"SELECT {_RESULT_COLUMNS} FROM results WHERE instruction_id = ANY(%s)"
+
+    def insert(self, new: dict[str, bytes], now: datetime.datetime) -> tuple[str, tuple]:
+        return self._INSERT, (self.bind_time(now), list(new), list(new.values()))
+
+    def select(self, instruction_ids: Sequence[str]) -> tuple[str, tuple]:
+        return self._SELECT, (list(instruction_ids),)
+
+
+_LEDGER_TYPES = {"sqlite": _SqliteLedger, "postgresql": _PostgresLedger}
+_ledgers: dict[tuple[str, str], _Ledger] = {}
+
+
+def _ledger(dialect: sa.Dialect) -> _Ledger:
+    """The dialect's ledger, built on first use: the conversions come from a live dialect."""
+    key = (dialect.name, dialect.driver)
+    ledger = _ledgers.get(key)
+    if ledger is None:
+        ledger = _ledgers[key] = _LEDGER_TYPES[dialect.name](dialect)
+    return ledger
+
+
 class Results:
     """A transaction's view of the result ledger (service.Results)."""
 
-    def __init__(self, transaction: orm.Session | sa.Connection):
-        self._connection = _connection(transaction)
+    def __init__(self, transaction: sa.Connection):
+        self._dbapi = transaction.connection.driver_connection
+        self._ledger = _ledger(transaction.dialect)
 
-    def put(self, instruction_id: str, result: bytes) -> tuple[StoredResult | sa.Row, bool]:
-        """Inserts the result, or returns the one a writer stored first (True when it did)."""
-        fields = dict(instruction_id=instruction_id, result=result, created_at=utcnow())
-        inserted = self._connection.execute(_INSERT_RESULT[self._connection.dialect.name], fields).rowcount
-        if inserted:
-            return StoredResult(**fields), False
-        first = self.get(instruction_id)
-        if first is None:  # the winner's row vanished: results are never deleted
-            raise RuntimeError(f"result of instruction {instruction_id!r} neither inserted nor found")
-        return first, True
+    def put(self, new: dict[str, bytes]) -> dict[str, bytes]:
+        """Stores each result whose instruction has none stored; returns the stored results of the others."""
+        inserted = {row[0] for row in self._run(*self._ledger.insert(new, utcnow()))}
+        if len(inserted) == len(new):
+            return {}
+        others = [instruction_id for instruction_id in new if instruction_id not in inserted]
+        stored = {found.instruction_id: found.result for found in self.get(others)}
+        if len(stored) != len(others):  # a winner's row vanished: results are never deleted
+            raise RuntimeError(f"results of {len(others) - len(stored)} instructions neither inserted nor found")
+        return stored
 
-    def get(self, instruction_id: str) -> sa.Row | None:
-        return self._connection.execute(_RESULT, {"instruction_id": instruction_id}).one_or_none()
+    def get(self, instruction_ids: Sequence[str]) -> list[StoredResult]:
+        """The stored results among the ids, in any order."""
+        return list(map(self._ledger.stored, self._run(*self._ledger.select(instruction_ids))))
+
+    def _run(self, statement: str, parameters: Sequence) -> list[tuple]:
+        cursor = self._dbapi.cursor()
+        try:
+            cursor.execute(statement, parameters)
+            return cursor.fetchall()
+        finally:
+            cursor.close()

@@ -8,18 +8,28 @@ from services.common.config import UnitSettings
 DEFAULT_PORT = 50054
 # Overall deadline of one generation when the request gives none (GenerateReplyRequest.timeout_ms).
 DEFAULT_GENERATION_TIMEOUT_MS = 120_000
+# How long GenerateReply reuses a model and its provider once read from the database. A change
+# made through this replica is seen by the next generation (its writes clear the cache); one made
+# through another replica is seen within this time. 0 reads the database for every generation.
+DEFAULT_MODEL_CACHE_TTL_MS = 2_000
 
 
 @dataclass(frozen=True)
 class Settings(UnitSettings):
-    """Where the unit listens, where it keeps its tables, and how long a generation may take."""
+    """Where the unit listens, where it keeps its tables, how long a generation may take, and
+    how long a model read for a generation is reused."""
 
     database_schema: str | None = "llm_unit"
     generation_timeout_ms: int = DEFAULT_GENERATION_TIMEOUT_MS
+    model_cache_ttl_ms: int = DEFAULT_MODEL_CACHE_TTL_MS
 
     @classmethod
     def from_env(cls) -> "Settings":
         timeout_ms = config.integer("LLM_UNIT_GENERATION_TIMEOUT_MS", DEFAULT_GENERATION_TIMEOUT_MS)
         if timeout_ms <= 0:
             raise RuntimeError('environment variable "LLMCHATLINKER_LLM_UNIT_GENERATION_TIMEOUT_MS" must be positive')
-        return cls.read_env("LLM_UNIT", DEFAULT_PORT, generation_timeout_ms=timeout_ms)
+        cache_ttl_ms = config.integer("LLM_UNIT_MODEL_CACHE_TTL_MS", DEFAULT_MODEL_CACHE_TTL_MS)
+        if cache_ttl_ms < 0:
+            raise RuntimeError('environment variable "LLMCHATLINKER_LLM_UNIT_MODEL_CACHE_TTL_MS" must not be negative')
+        return cls.read_env("LLM_UNIT", DEFAULT_PORT, generation_timeout_ms=timeout_ms,
+                            model_cache_ttl_ms=cache_ttl_ms)

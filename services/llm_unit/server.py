@@ -4,6 +4,7 @@ import asyncio
 import functools
 import logging
 import pathlib
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,6 +16,7 @@ from services.common.errors import maps_errors
 from services.common.protoconv import timestamp
 from services.common.serving import SHUTDOWN_GRACE_SECONDS, AsyncServer
 from services.llm_unit import errors, service, store
+from services.llm_unit.cache import ReadCache
 from services.llm_unit.config import Settings
 from services.llm_unit.errors import DOMAIN
 from services.llm_unit.providers import ProviderClient
@@ -31,11 +33,13 @@ _KIND_NUMBERS = {kind: number for number, kind in _KINDS.items()}
 
 class LlmServicer(pb_grpc.LlmServiceServicer):
     def __init__(self, database: Database, executor: ThreadPoolExecutor, providers: ProviderClient,
-                 generation_timeout_ms: int) -> None:
+                 generation_timeout_ms: int, models: ReadCache[tuple[service.Llm, service.Provider]]) -> None:
         self._database = database
         self._executor = executor
         self._providers = providers
         self._generation_timeout_ms = generation_timeout_ms
+        # GenerateReply's (model, provider) by model id; every write of this unit clears it.
+        self._models = models
 
     @maps_errors(DOMAIN)
     async def CreateProvider(self, request, context):
@@ -134,7 +138,8 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         budget = service.generation_seconds(request.timeout_ms, self._generation_timeout_ms, context.time_remaining())
         deadline = loop.time() + budget
         messages = service.conversation((m.role, m.content) for m in request.messages)
-        llm, provider = await self._read(store.get_llm, service.required_id(request.llm_id, "llm_id"))
+        llm_id = service.required_id(request.llm_id, "llm_id")
+        llm, provider = await self._models.get(llm_id, lambda: self._read(store.get_llm, llm_id))
         service.check_provider(llm, request.provider_id)
         async with self._providers.reply(provider, llm.name, messages, deadline, budget) as reply:
             # A cancelled call may end while this generator is parked at a yield, where no
@@ -161,8 +166,17 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
 
     async def _mutate(self, request_id: str, response_type, apply: Callable, conflict=None):
         service.request_id(request_id)
-        return await self._in_thread(store.mutate, self._database, request_id, response_type.FromString, apply,
-                                     conflict)
+        loop = asyncio.get_running_loop()
+
+        def write():
+            try:
+                return store.mutate(self._database, request_id, response_type.FromString, apply, conflict)
+            finally:
+                # Scheduled by the thread once the transaction has ended, so the cache is cleared
+                # after the commit and before this call answers, even when the call was cancelled.
+                loop.call_soon_threadsafe(self._models.clear)
+
+        return await self._in_thread(write)
 
 
 def _optional(request, field: str):
@@ -201,12 +215,14 @@ def _llm(llm: service.Llm) -> pb.Llm:
 class LlmUnitServer(AsyncServer):
     """The gRPC server plus what the unit owns: its database, the database threads, the HTTP session."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self.database = Database(settings.database_url, settings.database_schema)
         self.database.migrate(MIGRATIONS, store.metadata)
         self._executor = ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="llm-unit-db")
         self._providers = ProviderClient()
-        servicer = LlmServicer(self.database, self._executor, self._providers, settings.generation_timeout_ms)
+        models = ReadCache(settings.model_cache_ttl_ms / 1000, clock=clock)
+        servicer = LlmServicer(self.database, self._executor, self._providers, settings.generation_timeout_ms,
+                               models)
         try:
             super().__init__(lambda server: pb_grpc.add_LlmServiceServicer_to_server(servicer, server),
                              [SERVICE_NAME], settings.address)

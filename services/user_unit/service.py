@@ -181,12 +181,17 @@ def check_batch(user_ids: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(_check_user_id(user_id) for user_id in user_ids))
 
 
-def batch_get_users(users: Users, user_ids: list[str]) -> list[User]:
+def batch_get_users(users: Users, user_ids: list[str], omit_missing: bool = False) -> list[User]:
+    """The live users of check_batch's ids, in that order.
+
+    An unknown or deleted id fails the call (naming the first such id), or is left out with omit_missing.
+    """
     found = {user.user_id: user for user in users.get_many(user_ids)} if user_ids else {}
-    for user_id in user_ids:
-        if user_id not in found:
-            raise UserNotFound(user_id)
-    return [found[user_id] for user_id in user_ids]
+    if not omit_missing:
+        for user_id in user_ids:
+            if user_id not in found:
+                raise UserNotFound(user_id)
+    return [found[user_id] for user_id in user_ids if user_id in found]
 
 
 def list_users(users: Users, page_size: int, page_token: str) -> tuple[list[User], str]:

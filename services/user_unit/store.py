@@ -1,10 +1,10 @@
 """The user unit's tables and queries; the only module of the unit that speaks SQLAlchemy."""
 
 import contextlib
-import dataclasses
 import datetime
 import uuid
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -63,9 +63,12 @@ _INSERT = sa.insert(_USERS)
 _UPDATE = sa.update(_USERS).where(_USERS.c.seq == sa.bindparam("row_seq"))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class StoredUser:
-    """A user row as written in this transaction (reads hand back the database's rows)."""
+class StoredUser(NamedTuple):
+    """A user row, its fields in the table's column order.
+
+    Rows read are turned into these: a named tuple's attribute reads cost a tenth of an
+    sa.Row's, and a 32-user batch reads seven attributes of each user to build its reply.
+    """
 
     seq: int
     user_id: str
@@ -78,6 +81,10 @@ class StoredUser:
     deleted_at: datetime.datetime | None
 
 
+assert StoredUser._fields == _COLUMNS, "StoredUser must list the users table's columns in order"
+_stored = StoredUser._make
+
+
 class Users:
     """The live users seen through one transaction (service.Users).
 
@@ -88,19 +95,30 @@ class Users:
     def __init__(self, transaction: orm.Session | sa.Connection):
         self._connection = transaction.connection() if isinstance(transaction, orm.Session) else transaction
 
-    def get(self, user_id: str) -> sa.Row | None:
-        return self._connection.execute(_BY_ID, {"user_id": user_id}).one_or_none()
+    def get(self, user_id: str) -> StoredUser | None:
+        return self._one(_BY_ID, {"user_id": user_id})
 
-    def get_by_username(self, username: str) -> sa.Row | None:
-        return self._connection.execute(_BY_USERNAME, {"username": username}).one_or_none()
+    def get_by_username(self, username: str) -> StoredUser | None:
+        return self._one(_BY_USERNAME, {"username": username})
 
-    def get_many(self, user_ids: Sequence[str]) -> list[sa.Row]:
-        return list(self._connection.execute(_BY_IDS, {"user_ids": list(user_ids)}))
+    def get_many(self, user_ids: Sequence[str]) -> list[StoredUser]:
+        if len(user_ids) == 1:
+            # The common batch of one: an expanding IN is rendered anew on every call.
+            user = self.get(user_ids[0])
+            return [user] if user is not None else []
+        return self._all(_BY_IDS, {"user_ids": list(user_ids)})
 
-    def page(self, after: int | None, limit: int) -> list[sa.Row]:
+    def page(self, after: int | None, limit: int) -> list[StoredUser]:
         if after is None:
-            return list(self._connection.execute(_FIRST_PAGE, {"limit": limit}))
-        return list(self._connection.execute(_NEXT_PAGE, {"after": after, "limit": limit}))
+            return self._all(_FIRST_PAGE, {"limit": limit})
+        return self._all(_NEXT_PAGE, {"after": after, "limit": limit})
+
+    def _one(self, statement: sa.Select, parameters: dict) -> StoredUser | None:
+        row = self._connection.execute(statement, parameters).one_or_none()
+        return None if row is None else _stored(row)
+
+    def _all(self, statement: sa.Select, parameters: dict) -> list[StoredUser]:
+        return list(map(_stored, self._connection.execute(statement, parameters).all()))
 
     def add(self, username: str, display_name: str, profile: str) -> StoredUser:
         now = utcnow()
@@ -117,21 +135,17 @@ class Users:
         seq = self._connection.execute(_INSERT, fields).inserted_primary_key[0]
         return StoredUser(seq=seq, **fields)
 
-    def change(self, user: StoredUser | sa.Row, **fields: object) -> StoredUser | sa.Row:
+    def change(self, user: StoredUser, **fields: object) -> StoredUser:
         changed = {name: value for name, value in fields.items() if getattr(user, name) != value}
         if not changed:
             return user
         changed["updated_at"] = utcnow()
         self._connection.execute(_UPDATE, {"row_seq": user.seq, **changed})
-        return StoredUser(**{**_fields(user), **changed})
+        return user._replace(**changed)
 
-    def delete(self, user: StoredUser | sa.Row) -> None:
+    def delete(self, user: StoredUser) -> None:
         now = utcnow()
         self._connection.execute(_UPDATE, {"row_seq": user.seq, "deleted_at": now, "updated_at": now})
-
-
-def _fields(user: StoredUser | sa.Row) -> dict[str, object]:
-    return {name: getattr(user, name) for name in _COLUMNS}
 
 
 @contextlib.contextmanager

@@ -4,8 +4,11 @@ import grpc
 import pytest
 from llmchatlinker.chat.v1 import chat_service_pb2 as pb
 
+from services.common.errors import error_info
+
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
+DENIED = grpc.StatusCode.PERMISSION_DENIED
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
 
@@ -196,3 +199,63 @@ def test_list_recent_messages_before_a_message_of_another_chat_is_invalid(client
     request = pb.ListRecentMessagesRequest(chat_id=chat_id, before_message_id=elsewhere.message_id)
 
     client.fails("ListRecentMessages", request, INVALID, "MESSAGE_NOT_IN_CHAT")
+
+
+def test_list_recent_messages_for_a_member_returns_the_context(client):
+    chat_id = client.create(user_ids=["u1", "u2"]).chat_id
+    client.append(chat_id, "m0", "m1", "m2")
+
+    assert client.recent(chat_id, member_user_id="u2") == ["m0", "m1", "m2"]
+    assert client.recent(chat_id, member_user_id="u1", max_messages=2) == ["m1", "m2"]
+
+
+def test_list_recent_messages_for_a_non_member_is_denied_naming_the_user_and_the_chat(client):
+    chat_id = client.create(user_ids=["u1", "u2"]).chat_id
+    client.append(chat_id, "private")
+    request = pb.ListRecentMessagesRequest(chat_id=chat_id, member_user_id="stranger")
+
+    error = client.fails("ListRecentMessages", request, DENIED, "NOT_A_CHAT_MEMBER")
+
+    assert error.details() == f"user 'stranger' is not a member of chat '{chat_id}'"
+    assert dict(error_info(error).metadata) == {"userId": "stranger", "chatId": chat_id}
+
+
+def test_list_recent_messages_tells_a_non_member_nothing_about_the_anchor_message(client):
+    chat_id = client.create(user_ids=["u1"]).chat_id
+    request = pb.ListRecentMessagesRequest(chat_id=chat_id, member_user_id="stranger", before_message_id=UNKNOWN_ID)
+
+    client.fails("ListRecentMessages", request, DENIED, "NOT_A_CHAT_MEMBER")
+
+
+def test_list_recent_messages_for_a_member_of_an_unknown_chat_is_not_found(client):
+    request = pb.ListRecentMessagesRequest(chat_id=UNKNOWN_ID, member_user_id="u1")
+
+    client.fails("ListRecentMessages", request, NOT_FOUND, "CHAT_NOT_FOUND")
+
+
+def test_list_recent_messages_for_a_member_of_a_deleted_chat_is_not_found(client):
+    chat_id = client.create(user_ids=["u1"]).chat_id
+    client.append(chat_id, "gone")
+    client.delete(chat_id)
+
+    for member_user_id in ("u1", "stranger"):
+        request = pb.ListRecentMessagesRequest(chat_id=chat_id, member_user_id=member_user_id)
+        client.fails("ListRecentMessages", request, NOT_FOUND, "CHAT_NOT_FOUND")
+
+
+@pytest.mark.parametrize("member_user_id", ["  ", "nul\x00", "u" * 129])
+def test_list_recent_messages_rejects_a_malformed_member_user_id(client, member_user_id):
+    chat_id = client.create().chat_id
+    request = pb.ListRecentMessagesRequest(chat_id=chat_id, member_user_id=member_user_id)
+
+    client.fails("ListRecentMessages", request, INVALID, "INVALID_USER_ID")
+
+
+def test_list_recent_messages_without_a_member_user_id_checks_no_membership(client):
+    chat_id = client.create(user_ids=["u1"]).chat_id
+    client.append(chat_id, "m0", "m1")
+    deleted = client.create(user_ids=["u1"]).chat_id
+    client.delete(deleted)
+
+    assert client.recent(chat_id, member_user_id="") == ["m0", "m1"]
+    client.fails("ListRecentMessages", pb.ListRecentMessagesRequest(chat_id=deleted), NOT_FOUND, "CHAT_NOT_FOUND")

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import dataclasses
 import socket
+import time
 
 import aiohttp
 import grpc
@@ -14,7 +15,8 @@ from llmchatlinker.llm.v1 import llm_service_pb2 as pb
 from llmchatlinker.llm.v1 import llm_service_pb2_grpc as pb_grpc
 from services.common.errors import error_info
 from services.llm_unit.config import Settings
-from services.llm_unit.server import LlmUnitServer, build_server
+from services.llm_unit import store
+from services.llm_unit.server import LlmUnitServer
 from testkit import LlmServer
 
 DOMAIN = "llm.llmchatlinker.dev"
@@ -37,8 +39,9 @@ def settings_for(url: str, schema: str | None = None, **overrides) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def running_unit(settings: Settings):
-    server = build_server(settings)
+async def running_unit(settings: Settings, clock=time.monotonic):
+    """The unit on a free port; `clock` is what its model cache reads the time from."""
+    server = LlmUnitServer(settings, clock=clock)
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
@@ -60,6 +63,20 @@ async def sqlite_unit(tmp_path):
     """The unit on SQLite only (for generation tests)."""
     async with running_unit(settings_for(f"sqlite:///{tmp_path / 'unit.db'}")) as running:
         yield running
+
+
+@pytest.fixture
+def model_reads(monkeypatch) -> list[str]:
+    """The ids of every model read from the database (store.get_llm), in order."""
+    reads = []
+    read = store.get_llm
+
+    def counted(connection, llm_id):
+        reads.append(llm_id)
+        return read(connection, llm_id)
+
+    monkeypatch.setattr(store, "get_llm", counted)
+    return reads
 
 
 @pytest.fixture

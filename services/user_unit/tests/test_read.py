@@ -76,6 +76,47 @@ def test_batch_get_users_rejects_an_empty_id(stub, create, fails):
     fails(INVALID, "MISSING_USER_ID", stub.BatchGetUsers, pb.BatchGetUsersRequest(user_ids=[alice.user_id, ""]))
 
 
+def test_batch_get_users_of_one_unknown_id_is_not_found(stub, fails):
+    error = fails(NOT_FOUND, "USER_NOT_FOUND", stub.BatchGetUsers, pb.BatchGetUsersRequest(user_ids=[MISSING]))
+
+    assert MISSING in error.details()
+
+
+def test_batch_get_users_omit_missing_leaves_out_unknown_and_deleted_ids(stub, create):
+    alice, bob, carol = create("alice"), create("bob"), create("carol")
+    stub.DeleteUser(pb.DeleteUserRequest(user_id=bob.user_id))
+
+    ids = [MISSING, carol.user_id, bob.user_id, alice.user_id, carol.user_id]
+    users = stub.BatchGetUsers(pb.BatchGetUsersRequest(user_ids=ids, omit_missing=True)).users
+
+    assert list(users) == [carol, alice]
+
+
+def test_batch_get_users_omit_missing_of_only_unknown_ids_is_empty(stub, create):
+    gone = create("gone")
+    stub.DeleteUser(pb.DeleteUserRequest(user_id=gone.user_id))
+
+    for ids in ([MISSING], [gone.user_id], [MISSING, gone.user_id, MISSING]):
+        assert list(stub.BatchGetUsers(pb.BatchGetUsersRequest(user_ids=ids, omit_missing=True)).users) == []
+
+
+def test_batch_get_users_omit_missing_of_known_ids_answers_them_all(stub, create):
+    alice, bob = create("alice"), create("bob")
+
+    request = pb.BatchGetUsersRequest(user_ids=[bob.user_id, alice.user_id], omit_missing=True)
+
+    assert list(stub.BatchGetUsers(request).users) == [bob, alice]
+
+
+def test_batch_get_users_omit_missing_still_rejects_malformed_requests(stub, create, fails):
+    alice = create("alice")
+
+    request = pb.BatchGetUsersRequest(user_ids=[MISSING, alice.user_id, ""], omit_missing=True)
+    fails(INVALID, "MISSING_USER_ID", stub.BatchGetUsers, request)
+    request = pb.BatchGetUsersRequest(user_ids=[alice.user_id] * 1001, omit_missing=True)
+    fails(INVALID, "TOO_MANY_USER_IDS", stub.BatchGetUsers, request)
+
+
 def walk(stub, page_size: int) -> tuple[list[str], int]:
     """Every username the list gives, following tokens, and how many pages it took."""
     names, token, pages = [], "", 0
