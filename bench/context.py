@@ -57,7 +57,7 @@ class Bench:
         if path == LITELLM:
             assert self.litellm is not None
             return await self.litellm.stream(models.alias(model), prompt)
-        return await self.client.generate(self.world.user_id, chat_id, self.world.llm_ids[model], prompt)
+        return await self.client.generate(self.world.speakers[chat_id], chat_id, self.world.llm_ids[model], prompt)
 
     async def burst(self, path: str, model: str, n: int) -> tuple[float, list[Timeline]]:
         """n simultaneous streams on one path: wall time from the first start to the last end."""

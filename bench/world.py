@@ -35,6 +35,7 @@ class World:
     provider_id: str
     llm_ids: dict[str, str]       # stand-in model name -> llm id
     chats: list[str] = field(default_factory=list)
+    speakers: dict[str, str] = field(default_factory=dict)  # chat id -> the user who speaks in it
 
     @classmethod
     async def build(cls, client: SubmitClient, provider_chat_url: str) -> World:
@@ -48,10 +49,21 @@ class World:
         return cls(user.user.user_id, provider.provider.provider_id, llm_ids)
 
     async def ensure_chats(self, client: SubmitClient, count: int) -> list[str]:
-        """At least `count` chats; instructions on one chat run in order, so each stream gets its own."""
+        """At least `count` chats; instructions on one chat run in order, so each stream gets its own.
+
+        Each chat has a user of its own who speaks in it (simultaneous streams come from as many
+        users, as they would in use), and the world's user as a second member.
+        """
         missing = count - len(self.chats)
         if missing > 0:
-            made = await bounded((client.run(chat_create=pb.ChatCreate(title=f"bench {i}", user_ids=[self.user_id]))
-                                  for i in range(missing)), SETUP_CONCURRENCY)
-            self.chats.extend(result.chat.chat.chat_id for result in made)
+            made = await bounded((self._chat_of_its_own(client, i) for i in range(missing)), SETUP_CONCURRENCY)
+            for chat_id, user_id in made:
+                self.chats.append(chat_id)
+                self.speakers[chat_id] = user_id
         return self.chats[:count]
+
+    async def _chat_of_its_own(self, client: SubmitClient, i: int) -> tuple[str, str]:
+        user = await client.run(user_create=pb.UserCreate(username=unique_name("speaker")))
+        user_id = user.user.user_id
+        chat = await client.run(chat_create=pb.ChatCreate(title=f"bench {i}", user_ids=[user_id, self.user_id]))
+        return chat.chat.chat.chat_id, user_id

@@ -9,7 +9,7 @@ import asyncio
 from llmchatlinker.chat.v1 import chat_service_pb2 as chat_pb2
 from llmchatlinker.llm.v1 import llm_service_pb2 as llm_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
-from services.common.errors import FailedPrecondition, Internal, InvalidArgument, PermissionDenied
+from services.common.errors import FailedPrecondition, Internal, InvalidArgument
 from services.orchestrator.channels import GENERATION_DEADLINE_S, UNARY_DEADLINE_S
 from services.orchestrator.control_run import Payload, Run, get_user, require
 
@@ -27,33 +27,38 @@ async def generate(run: Run, request: orchestrator_pb2.LlmResponseGenerate) -> P
     if not 1 <= len(request.user_input) <= MAX_MESSAGE_CHARS:
         raise InvalidArgument(f"user_input must be 1 to {MAX_MESSAGE_CHARS:,} characters "
                               f"(got {len(request.user_input):,})", reason="INVALID_FIELD", field="user_input")
-    chats, llms = run.channels.chats, run.channels.llms
-    # Independent reads, in parallel; their errors are reported in a fixed order.
-    chat_answer, user_answer, llm_answer = await asyncio.gather(
-        chats.GetChat(chat_pb2.GetChatRequest(chat_id=require(request.chat_id, "chat_id"), message_page_size=1),
-                      timeout=UNARY_DEADLINE_S),
-        get_user(run.channels, request.user_id),
-        llms.GetLlm(llm_pb2.GetLlmRequest(llm_id=require(request.llm_id, "llm_id")), timeout=UNARY_DEADLINE_S),
-        return_exceptions=True,
-    )
-    chat = _value(chat_answer).chat
-    _require_member(request.user_id, chat)
-    _value(user_answer)  # a member deleted since may no longer speak
-    llm = _value(llm_answer).llm
+    chat_id, user_id = require(request.chat_id, "chat_id"), require(request.user_id, "user_id")
+    # The user's check rides along with the model's read (usually kept) and the chat's read.
+    user_check = asyncio.ensure_future(run.lookups.live_user(user_id))
+    try:
+        try:
+            llm = await run.lookups.models.get(require(request.llm_id, "llm_id"))
+        except Exception:
+            # Errors are reported chat first, then user, then model, whichever was found first.
+            await _history(run, chat_id, user_id, max_messages=1, max_chars=0)
+            await user_check
+            raise
+        # One message of the model's budget goes to the new input.
+        history = await _history(run, chat_id, user_id, max_messages=llm.context_max_messages - 1,
+                                 max_chars=llm.context_max_chars)
+        await user_check  # a member deleted since may no longer speak
+    finally:
+        if not user_check.done():
+            user_check.cancel()
+        elif not user_check.cancelled():
+            user_check.exception()  # retrieved: an earlier error is the one reported
     if request.provider_id and request.provider_id != llm.provider_id:
         raise InvalidArgument(f"llm {llm.llm_id!r} is served by provider {llm.provider_id!r}, "
                               f"not {request.provider_id!r}", reason="LLM_PROVIDER_MISMATCH",
                               llmId=llm.llm_id, providerId=request.provider_id)
 
-    # One message of the model's budget goes to the new input.
-    history = await _history(run, llm, chat.chat_id, before_message_id="", reserved=1)
     final = await _generate(run, llm, history + [llm_pb2.ConversationMessage(role="user", content=request.user_input)])
-    stored = await chats.AppendMessages(chat_pb2.AppendMessagesRequest(
+    stored = await run.channels.chats.AppendMessages(chat_pb2.AppendMessagesRequest(
         request_id=run.request_id("append-messages"),
-        chat_id=chat.chat_id,
+        chat_id=chat_id,
         messages=[
-            chat_pb2.NewMessage(user_id=request.user_id, content=request.user_input, role=chat_pb2.MESSAGE_ROLE_USER),
-            chat_pb2.NewMessage(user_id=request.user_id, llm_id=llm.llm_id, content=final.content,
+            chat_pb2.NewMessage(user_id=user_id, content=request.user_input, role=chat_pb2.MESSAGE_ROLE_USER),
+            chat_pb2.NewMessage(user_id=user_id, llm_id=llm.llm_id, content=final.content,
                                 role=chat_pb2.MESSAGE_ROLE_ASSISTANT),
         ],
     ), timeout=UNARY_DEADLINE_S)
@@ -61,19 +66,18 @@ async def generate(run: Run, request: orchestrator_pb2.LlmResponseGenerate) -> P
 
 
 async def regenerate(run: Run, request: orchestrator_pb2.LlmResponseRegenerate) -> Payload:
-    chats, llms = run.channels.chats, run.channels.llms
+    chats = run.channels.chats
     message = (await chats.GetMessage(chat_pb2.GetMessageRequest(message_id=require(request.message_id, "message_id")),
                                       timeout=UNARY_DEADLINE_S)).message
-    if request.user_id:
-        chat = (await chats.GetChat(chat_pb2.GetChatRequest(chat_id=message.chat_id, message_page_size=1),
-                                    timeout=UNARY_DEADLINE_S)).chat
-        _require_member(request.user_id, chat)
+    if request.user_id:  # a non-member is refused before anything else is said about the message
+        await _history(run, message.chat_id, request.user_id, max_messages=1, max_chars=0)
     llm_id = request.llm_id or message.llm_id
     if not llm_id:
         raise InvalidArgument(f"message {message.message_id!r} was written by a user: give llm_id to choose "
                               "the model that answers", reason="LLM_ID_REQUIRED", messageId=message.message_id)
-    llm = (await llms.GetLlm(llm_pb2.GetLlmRequest(llm_id=llm_id), timeout=UNARY_DEADLINE_S)).llm
-    history = await _history(run, llm, message.chat_id, before_message_id=message.message_id, reserved=0)
+    llm = await run.lookups.models.get(llm_id)
+    history = await _history(run, message.chat_id, request.user_id, max_messages=llm.context_max_messages,
+                             max_chars=llm.context_max_chars, before_message_id=message.message_id)
     if not history:
         raise FailedPrecondition(f"no message precedes message {message.message_id!r}: there is nothing to answer",
                                  reason="NOTHING_TO_REGENERATE", messageId=message.message_id)
@@ -87,29 +91,16 @@ async def regenerate(run: Run, request: orchestrator_pb2.LlmResponseRegenerate) 
     return _response(stored.messages[-1], final)
 
 
-def _require_member(user_id: str, chat: chat_pb2.Chat) -> None:
-    if user_id not in chat.user_ids:
-        raise PermissionDenied(f"user {user_id!r} is not a member of chat {chat.chat_id!r}",
-                               reason="NOT_A_CHAT_MEMBER", userId=user_id, chatId=chat.chat_id)
-
-
-def _value(answer):
-    """A gathered answer, or its exception raised."""
-    if isinstance(answer, BaseException):
-        raise answer
-    return answer
-
-
-async def _history(run: Run, llm: llm_pb2.Llm, chat_id: str, before_message_id: str,
-                   reserved: int) -> list[llm_pb2.ConversationMessage]:
-    """The newest messages that fit the model's context limits, oldest first."""
-    max_messages = llm.context_max_messages - reserved
-    if max_messages <= 0:  # 0 would mean "the default" to the chat unit
-        return []
+async def _history(run: Run, chat_id: str, member_user_id: str, max_messages: int, max_chars: int,
+                   before_message_id: str = "") -> list[llm_pb2.ConversationMessage]:
+    """The newest messages that fit the model's context limits, oldest first. The chat unit checks,
+    in the same call, that the chat is live and (when named) the user is one of its members."""
     response = await run.channels.chats.ListRecentMessages(chat_pb2.ListRecentMessagesRequest(
-        chat_id=chat_id, before_message_id=before_message_id, max_messages=max_messages,
-        max_chars=llm.context_max_chars,
+        chat_id=chat_id, before_message_id=before_message_id, max_messages=max(max_messages, 1),
+        max_chars=max_chars, member_user_id=member_user_id,
     ), timeout=UNARY_DEADLINE_S)
+    if max_messages <= 0:  # the checks alone: the model's budget has no room for history
+        return []
     return [llm_pb2.ConversationMessage(role=_ROLE_NAMES.get(message.role, "user"), content=message.content)
             for message in response.messages]
 

@@ -1,9 +1,23 @@
 """Control Unit handlers of the LLM_PROVIDER_* and LLM_* management instructions (llm unit)."""
 
+import functools
+
 from llmchatlinker.llm.v1 import llm_service_pb2 as llm_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from services.orchestrator.channels import UNARY_DEADLINE_S
 from services.orchestrator.control_run import Payload, Run, collect, present, require
+
+
+def changes_models(handler):
+    """Marks a handler that changes models or providers: the orchestrator's kept models are read
+    afresh after it, whether or not the change went through (a timed-out call may have)."""
+    @functools.wraps(handler)
+    async def changing(run: Run, request) -> Payload:
+        try:
+            return await handler(run, request)
+        finally:
+            run.lookups.models.changed()
+    return changing
 
 
 async def provider_add(run: Run, request: orchestrator_pb2.LlmProviderAdd) -> Payload:
@@ -14,6 +28,7 @@ async def provider_add(run: Run, request: orchestrator_pb2.LlmProviderAdd) -> Pa
     return {"provider": response.provider}
 
 
+@changes_models
 async def provider_update(run: Run, request: orchestrator_pb2.LlmProviderUpdate) -> Payload:
     response = await run.channels.llms.UpdateProvider(llm_pb2.UpdateProviderRequest(
         request_id=run.request_id("update-provider"), provider_id=request.provider_id, kind=request.kind,
@@ -22,6 +37,7 @@ async def provider_update(run: Run, request: orchestrator_pb2.LlmProviderUpdate)
     return {"provider": response.provider}
 
 
+@changes_models
 async def provider_delete(run: Run, request: orchestrator_pb2.LlmProviderDelete) -> Payload:
     await run.channels.llms.DeleteProvider(llm_pb2.DeleteProviderRequest(
         request_id=run.request_id("delete-provider"), provider_id=request.provider_id,
@@ -43,6 +59,7 @@ async def llm_add(run: Run, request: orchestrator_pb2.LlmAdd) -> Payload:
     return {"llm": response.llm}
 
 
+@changes_models
 async def llm_update(run: Run, request: orchestrator_pb2.LlmUpdate) -> Payload:
     changes = present(request, "context_max_messages", "context_max_chars")
     if request.HasField("llm_name"):
@@ -53,6 +70,7 @@ async def llm_update(run: Run, request: orchestrator_pb2.LlmUpdate) -> Payload:
     return {"llm": response.llm}
 
 
+@changes_models
 async def llm_delete(run: Run, request: orchestrator_pb2.LlmDelete) -> Payload:
     await run.channels.llms.DeleteLlm(llm_pb2.DeleteLlmRequest(
         request_id=run.request_id("delete-llm"), llm_id=request.llm_id,

@@ -1,9 +1,12 @@
 """What every Control Unit handler works with: one instruction's run, and helpers shared by the handlers."""
 
+from __future__ import annotations
+
 import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf import message as protobuf_message
@@ -14,6 +17,9 @@ from llmchatlinker.wire import instruction_type_of
 from services.common.errors import InvalidArgument
 from services.orchestrator import facts
 from services.orchestrator.channels import UNARY_DEADLINE_S, UnitChannels
+
+if TYPE_CHECKING:
+    from services.orchestrator.lookups import Lookups
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,7 @@ class Run:
     channels: UnitChannels
     instruction: orchestrator_pb2.Instruction
     emit: Emit
+    lookups: Lookups
     _emit_failed: bool = dataclasses.field(default=False, init=False)
 
     def request_id(self, step: str) -> str:

@@ -136,13 +136,23 @@ async def _recording(channels: UnitChannels, user_ids: list[str]) -> list[str]:
     flags = _flags.known(user_ids)
     missing = [user_id for user_id in user_ids if user_id not in flags]
     if missing:
-        since = _flags.tick()
-        users = await live_users(channels, missing)
-        looked_up = dict.fromkeys(missing, False)  # unknown or deleted: never recorded
-        looked_up.update((user.user_id, user.record_instructions) for user in users)
-        _flags.looked_up(since, looked_up)
-        flags.update(looked_up)
+        began = lookup_began()
+        flags.update(users_read(began, missing, await live_users(channels, missing)))
     return [user_id for user_id in user_ids if flags[user_id]]
+
+
+def lookup_began() -> int:
+    """A mark to take before reading users from the user unit; pass it to `users_read`."""
+    return _flags.tick()
+
+
+def users_read(began: int, asked: list[str], users) -> dict[str, bool]:
+    """Keeps the recording flags of users just read (any read of live users may pass them on);
+    the ids asked for and not among `users` are unknown or deleted, so never recorded."""
+    looked_up = dict.fromkeys(asked, False)
+    looked_up.update((user.user_id, user.record_instructions) for user in users)
+    _flags.looked_up(began, looked_up)
+    return looked_up
 
 
 def _chat_of(result: orchestrator_pb2.Result) -> str:

@@ -1,11 +1,13 @@
 """Store: each result goes back linked to its instruction, into db_unit's ledger and to reply_to.
 
-The ledger (RecordService.PutResult/GetResult, first writer wins) is what makes a redelivered
-instruction answer from memory instead of running again.
+The ledger (RecordService.PutResults/GetResults, first writer wins) is what makes a redelivered
+instruction answer from memory instead of running again. Every instruction reads it before it
+runs and writes it after, so those calls are batched across the instructions in flight.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -15,6 +17,7 @@ from llmchatlinker.db.v1 import db_service_pb2 as db_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from llmchatlinker.wire import result_to_json
 from services.orchestrator import queues
+from services.orchestrator.batching import Batcher
 from services.orchestrator.channels import UNARY_DEADLINE_S, UnitChannels
 from services.orchestrator.queues import Message
 from services.orchestrator.record import record_instruction
@@ -44,17 +47,14 @@ class Store:
     def __init__(self, channels: UnitChannels, transport: queues.Transport):
         self._channels = channels
         self._transport = transport
+        self._lookups: Batcher[str, bytes | None] = Batcher(self._get_results)
+        self._puts: Batcher[db_pb2.PutResultRequest, db_pb2.PutResultResponse] = Batcher(
+            self._put_results, weigh=lambda entry: len(entry.result))
 
     async def lookup(self, instruction_id: str) -> Result | None:
         """The stored final result of an instruction, or None when it has not finished."""
-        try:
-            response = await self._channels.records.GetResult(
-                db_pb2.GetResultRequest(instruction_id=instruction_id), timeout=UNARY_DEADLINE_S)
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                return None
-            raise
-        return Result.FromString(response.result)
+        stored = await self._lookups.call(instruction_id)
+        return None if stored is None else Result.FromString(stored)
 
     async def keep(self, instruction: Instruction, result: Result) -> Result:
         """Records the instruction for its users, then stores the result; returns the stored one,
@@ -65,10 +65,37 @@ class Store:
         harmlessly instead of losing it.
         """
         await record_instruction(self._channels, instruction, result)
-        response = await self._channels.records.PutResult(
-            db_pb2.PutResultRequest(instruction_id=result.instruction_id, result=result.SerializeToString()),
-            timeout=UNARY_DEADLINE_S)
-        return Result.FromString(response.result) if response.already_stored else result
+        answer = await self._puts.call(
+            db_pb2.PutResultRequest(instruction_id=result.instruction_id, result=result.SerializeToString()))
+        return Result.FromString(answer.result) if answer.already_stored else result
+
+    async def _get_results(self, instruction_ids: list[str]) -> list[bytes | None]:
+        try:
+            response = await self._channels.records.GetResults(
+                db_pb2.GetResultsRequest(instruction_ids=list(dict.fromkeys(instruction_ids))), timeout=UNARY_DEADLINE_S)
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.INVALID_ARGUMENT or len(instruction_ids) == 1:
+                raise
+            # One bad entry must not fail its neighbours: each asks alone and gets its own answer.
+            return await asyncio.gather(*(self._get_one(one) for one in instruction_ids), return_exceptions=True)
+        found = {stored.instruction_id: stored.result for stored in response.results}
+        return [found.get(instruction_id) for instruction_id in instruction_ids]
+
+    async def _get_one(self, instruction_id: str) -> bytes | None:
+        return (await self._get_results([instruction_id]))[0]
+
+    async def _put_results(self, entries: list[db_pb2.PutResultRequest]) -> list:
+        try:
+            response = await self._channels.records.PutResults(
+                db_pb2.PutResultsRequest(results=entries), timeout=UNARY_DEADLINE_S)
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.INVALID_ARGUMENT or len(entries) == 1:
+                raise
+            return await asyncio.gather(*(self._put_one(entry) for entry in entries), return_exceptions=True)
+        return list(response.results)
+
+    async def _put_one(self, entry: db_pb2.PutResultRequest) -> db_pb2.PutResultResponse:
+        return (await self._put_results([entry]))[0]
 
     async def reply(self, message: Message, result: Result) -> None:
         """Publishes the result to the request's reply_to, persistent and confirmed."""

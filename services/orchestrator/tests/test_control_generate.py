@@ -70,7 +70,7 @@ async def test_a_non_member_may_not_generate(units):
     result = await units.run({"type": "LLM_RESPONSE_GENERATE", "data": {
         "user_id": bob, "chat_id": chat_id, "provider_id": None, "llm_id": llm_id, "user_input": "hi"}})
     assert result.status.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
-    assert (result.status.reason, result.status.domain) == ("NOT_A_CHAT_MEMBER", "orchestrator.llmchatlinker.dev")
+    assert (result.status.reason, result.status.domain) == ("NOT_A_CHAT_MEMBER", "chat.llmchatlinker.dev")
     assert "GenerateReply" not in units.calls and await _messages(units, chat_id) == []
 
 

@@ -1,0 +1,103 @@
+"""The reads every generation makes, made cheap: live users fetched in batches, models kept briefly.
+
+An LLM generation needs its user (alive?) and its model (which provider, what context limits)
+before the provider is asked. Under many generations at once these reads would be two unit
+calls each; here users ride in shared BatchGetUsers calls and a model is read once per
+MODEL_TTL_S, so the calls before the provider shrink to the chat's own context read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+
+from llmchatlinker.llm.v1 import llm_service_pb2 as llm_pb2
+from llmchatlinker.user.v1 import user_service_pb2 as user_pb2
+from services.orchestrator import record
+from services.orchestrator.batching import Batcher
+from services.orchestrator.channels import UNARY_DEADLINE_S, UnitChannels
+from services.orchestrator.control_run import get_user, require
+
+# Seconds a model read from the LLM unit is used without reading it again. A model changed or
+# deleted through this orchestrator is read afresh by the next instruction; through another
+# replica, it is seen within this many seconds (the LLM unit checks the model again itself
+# before it calls the provider, so a deleted model is never generated from for long).
+MODEL_TTL_S = 2.0
+# Models kept at most; past it the oldest go.
+MODEL_ENTRIES = 1_000
+
+
+class Lookups:
+    """One per orchestrator process, shared by every instruction in flight."""
+
+    def __init__(self, channels: UnitChannels, model_ttl_s: float = MODEL_TTL_S, clock=time.monotonic):
+        self._channels = channels
+        self._users: Batcher[str, user_pb2.User | None] = Batcher(self._live_users)
+        self.models = ModelCatalog(channels, model_ttl_s, clock)
+
+    async def live_user(self, user_id: str) -> user_pb2.User:
+        """The user, if live; else the user unit's own error (NOT_FOUND, INVALID_ARGUMENT)."""
+        user = await self._users.call(require(user_id, "user_id"))
+        if user is None:
+            # Rare: asked alone, the unit answers with its own code, reason and message.
+            return await get_user(self._channels, user_id)
+        return user
+
+    async def _live_users(self, user_ids: list[str]) -> list[user_pb2.User | None]:
+        unique = list(dict.fromkeys(user_ids))
+        began = record.lookup_began()
+        try:
+            response = await self._channels.users.BatchGetUsers(
+                user_pb2.BatchGetUsersRequest(user_ids=unique, omit_missing=True), timeout=UNARY_DEADLINE_S)
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                raise
+            return [None] * len(user_ids)  # a malformed id among them: each caller asks alone
+        record.users_read(began, unique, response.users)
+        found = {user.user_id: user for user in response.users}
+        return [found.get(user_id) for user_id in user_ids]
+
+
+class ModelCatalog:
+    """Models as the LLM unit last described them, each kept for `ttl_s`; concurrent misses of one
+    model share a single GetLlm call, and a failed read is not kept."""
+
+    def __init__(self, channels: UnitChannels, ttl_s: float, clock):
+        self._channels = channels
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._models: dict[str, tuple[llm_pb2.Llm, float]] = {}  # llm_id -> (model, expires at)
+        self._reading: dict[str, asyncio.Task[llm_pb2.Llm]] = {}
+
+    async def get(self, llm_id: str) -> llm_pb2.Llm:
+        kept = self._models.get(llm_id)
+        if kept is not None and kept[1] > self._clock():
+            return kept[0]
+        reading = self._reading.get(llm_id)
+        if reading is None:
+            reading = asyncio.get_running_loop().create_task(self._read(llm_id))
+            self._reading[llm_id] = reading
+            reading.add_done_callback(lambda done: self._read_ended(llm_id, done))
+        return await asyncio.shield(reading)  # one caller cancelled does not cancel the others' read
+
+    def changed(self) -> None:
+        """A model or provider was changed through this process: read every model afresh."""
+        self._models.clear()
+        self._reading.clear()  # reads begun before the change are not kept (see _read)
+
+    async def _read(self, llm_id: str) -> llm_pb2.Llm:
+        response = await self._channels.llms.GetLlm(llm_pb2.GetLlmRequest(llm_id=llm_id), timeout=UNARY_DEADLINE_S)
+        if self._reading.get(llm_id) is asyncio.current_task():  # no change since it began
+            self._models.pop(llm_id, None)  # re-inserted last: the dict's order is the eviction order
+            self._models[llm_id] = (response.llm, self._clock() + self._ttl_s)
+            while len(self._models) > MODEL_ENTRIES:
+                del self._models[next(iter(self._models))]
+        return response.llm
+
+    def _read_ended(self, llm_id: str, task: asyncio.Task) -> None:
+        if self._reading.get(llm_id) is task:
+            del self._reading[llm_id]
+        if not task.cancelled():
+            task.exception()  # retrieved: every caller may have gone
