@@ -11,7 +11,7 @@ from services.chat_unit.config import Settings
 from services.chat_unit.errors import DOMAIN
 from services.chat_unit.store import ChatStore, open_database
 from services.common.db import Database, run_once
-from services.common.errors import maps_errors
+from services.common.errors import DomainError, maps_errors
 from services.common.protoconv import timestamp
 from services.common.serving import ThreadedServer, run_threaded_unit
 
@@ -97,16 +97,25 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
     @maps_errors(DOMAIN)
     def ListRecentMessages(self, request: pb.ListRecentMessagesRequest, context) -> pb.ListRecentMessagesResponse:
         with self._database.reading() as connection:
-            messages = service.list_recent_messages(
-                ChatStore(connection),
-                request.chat_id,
-                request.before_message_id,
-                request.max_messages,
-                request.max_chars,
-                request.member_user_id,
-            )
+            messages = service.list_recent_messages(ChatStore(connection), *recent_read(request))
         response = pb.ListRecentMessagesResponse()
         add_messages(response.messages, messages)
+        return response
+
+    @maps_errors(DOMAIN)
+    def BatchListRecentMessages(
+        self, request: pb.BatchListRecentMessagesRequest, context
+    ) -> pb.BatchListRecentMessagesResponse:
+        reads = [recent_read(read) for read in request.requests]
+        with self._database.reading() as connection:
+            results = service.batch_list_recent_messages(ChatStore(connection), reads)
+        response = pb.BatchListRecentMessagesResponse()
+        add_result = response.results.add
+        for result in results:
+            if isinstance(result, DomainError):
+                add_result(failure=read_failure(result))
+            else:
+                add_messages(add_result().messages, result)
         return response
 
     def _once(self, request_id: str, response_type, apply):
@@ -122,6 +131,17 @@ def chat_proto(chat: service.Chat) -> pb.Chat:
         create_time=timestamp(chat.created_at),
         update_time=timestamp(chat.updated_at),
     )
+
+
+def recent_read(request: pb.ListRecentMessagesRequest) -> service.RecentRead:
+    return service.RecentRead(
+        request.chat_id, request.before_message_id, request.max_messages, request.max_chars, request.member_user_id
+    )
+
+
+def read_failure(error: DomainError) -> dict:
+    """A pb.ReadFailure's fields: what the single call's status would carry (a dict, built in place)."""
+    return {"code": error.code.value[0], "message": error.message, "reason": error.reason}
 
 
 def message_proto(message: service.Message) -> pb.Message:

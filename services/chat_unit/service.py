@@ -8,7 +8,7 @@ from typing import NamedTuple, Protocol
 
 from services.chat_unit.errors import ChatNotFound, MessageNotFound, MessageNotInChat, NotAChatMember
 from services.common import paging
-from services.common.errors import InvalidArgument
+from services.common.errors import DomainError, InvalidArgument
 
 TITLE_MAX_CHARS = 200
 MEMBERS_MAX = 100
@@ -19,6 +19,7 @@ CONTENT_MAX_CHARS = 1_000_000
 MESSAGE_PAGE_DEFAULT, MESSAGE_PAGE_MAX = 100, 1000
 CHAT_PAGE_DEFAULT, CHAT_PAGE_MAX = 50, 1000
 RECENT_DEFAULT, RECENT_MAX = 50, 10_000
+READS_PER_BATCH_MAX = 1_000
 # PostgreSQL text cannot hold NUL; refusing it everywhere keeps SQLite and PostgreSQL alike.
 NUL = "\x00"
 
@@ -62,6 +63,16 @@ class Message(NamedTuple):
     role: Role
     created_at: datetime.datetime
     updated_at: datetime.datetime
+
+
+class RecentRead(NamedTuple):
+    """One read of a batch: the arguments of list_recent_messages after the store."""
+
+    chat_id: str
+    before_message_id: str
+    max_messages: int
+    max_chars: int
+    member_user_id: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +203,28 @@ def list_recent_messages(
         picked.append(message)
         used += len(message.content)
     return picked[::-1]
+
+
+def batch_list_recent_messages(store: Store, reads: Sequence[RecentRead]) -> list[list[Message] | DomainError]:
+    """list_recent_messages for each read, in order, on one store (one transaction).
+
+    A read that breaks a rule gives its DomainError in its place and leaves the others alone:
+    the orchestrator reads the contexts of many generations at once, and one bad chat must
+    not fail the rest. Any other exception is a fault and fails the whole batch.
+    """
+    if not reads:
+        raise InvalidArgument("requests must not be empty", reason="MISSING_REQUESTS")
+    if len(reads) > READS_PER_BATCH_MAX:
+        raise InvalidArgument(
+            f"at most {READS_PER_BATCH_MAX:,} requests per call (got {len(reads):,})", reason="TOO_MANY_REQUESTS"
+        )
+    results: list[list[Message] | DomainError] = []
+    for read in reads:
+        try:
+            results.append(list_recent_messages(store, *read))
+        except DomainError as error:
+            results.append(error)
+    return results
 
 
 def _title(title: str) -> str:

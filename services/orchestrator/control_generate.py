@@ -95,14 +95,14 @@ async def _history(run: Run, chat_id: str, member_user_id: str, max_messages: in
                    before_message_id: str = "") -> list[llm_pb2.ConversationMessage]:
     """The newest messages that fit the model's context limits, oldest first. The chat unit checks,
     in the same call, that the chat is live and (when named) the user is one of its members."""
-    response = await run.channels.chats.ListRecentMessages(chat_pb2.ListRecentMessagesRequest(
+    messages = await run.lookups.recent_messages(chat_pb2.ListRecentMessagesRequest(
         chat_id=chat_id, before_message_id=before_message_id, max_messages=max(max_messages, 1),
         max_chars=max_chars, member_user_id=member_user_id,
-    ), timeout=UNARY_DEADLINE_S)
+    ))
     if max_messages <= 0:  # the checks alone: the model's budget has no room for history
         return []
     return [llm_pb2.ConversationMessage(role=_ROLE_NAMES.get(message.role, "user"), content=message.content)
-            for message in response.messages]
+            for message in messages]
 
 
 async def _generate(run: Run, llm: llm_pb2.Llm,

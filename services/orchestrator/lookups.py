@@ -1,9 +1,10 @@
-"""The reads every generation makes, made cheap: live users fetched in batches, models kept briefly.
+"""The reads every generation makes, made cheap: users and chat contexts fetched in batches,
+models kept briefly.
 
-An LLM generation needs its user (alive?) and its model (which provider, what context limits)
-before the provider is asked. Under many generations at once these reads would be two unit
-calls each; here users ride in shared BatchGetUsers calls and a model is read once per
-MODEL_TTL_S, so the calls before the provider shrink to the chat's own context read.
+An LLM generation needs its user (alive?), its model (which provider, what context limits) and
+its chat's recent messages (with the membership check) before the provider is asked. Under many
+generations at once these reads would be three unit calls each; here users and contexts ride in
+shared batch calls and a model is read once per MODEL_TTL_S.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 
 import grpc
 
+from llmchatlinker.chat.v1 import chat_service_pb2 as chat_pb2
 from llmchatlinker.llm.v1 import llm_service_pb2 as llm_pb2
 from llmchatlinker.user.v1 import user_service_pb2 as user_pb2
 from services.orchestrator import record
@@ -35,7 +37,28 @@ class Lookups:
     def __init__(self, channels: UnitChannels, model_ttl_s: float = MODEL_TTL_S, clock=time.monotonic):
         self._channels = channels
         self._users: Batcher[str, user_pb2.User | None] = Batcher(self._live_users)
+        self._contexts: Batcher[chat_pb2.ListRecentMessagesRequest, list[chat_pb2.Message] | None] = Batcher(
+            self._recent_messages)
         self.models = ModelCatalog(channels, model_ttl_s, clock)
+
+    async def recent_messages(self, request: chat_pb2.ListRecentMessagesRequest) -> list[chat_pb2.Message]:
+        """What ListRecentMessages answers to `request`: the messages, or the chat unit's error."""
+        messages = await self._contexts.call(request)
+        if messages is None:
+            # Rare (unknown chat, not a member): asked alone, the unit answers with its own status.
+            return list((await self._channels.chats.ListRecentMessages(request, timeout=UNARY_DEADLINE_S)).messages)
+        return messages
+
+    async def _recent_messages(self, requests: list[chat_pb2.ListRecentMessagesRequest]) -> list:
+        try:
+            response = await self._channels.chats.BatchListRecentMessages(
+                chat_pb2.BatchListRecentMessagesRequest(requests=requests), timeout=UNARY_DEADLINE_S)
+        except grpc.aio.AioRpcError as error:
+            # Long chats whose contexts together outgrow a message: each caller asks alone.
+            if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or len(requests) == 1:
+                raise
+            return [None] * len(requests)
+        return [None if result.HasField("failure") else list(result.messages) for result in response.results]
 
     async def live_user(self, user_id: str) -> user_pb2.User:
         """The user, if live; else the user unit's own error (NOT_FOUND, INVALID_ARGUMENT)."""

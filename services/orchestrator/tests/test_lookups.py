@@ -130,7 +130,7 @@ async def test_model_changes_through_the_orchestrator_are_seen_by_the_next_gener
     assert gone.status.code == grpc.StatusCode.NOT_FOUND.value[0]
 
 
-async def test_user_checks_of_generations_at_once_share_batch_calls(units):
+async def test_user_checks_and_chat_contexts_of_generations_at_once_share_batch_calls(units):
     _, llm_id = await units.model()
     pairs = []
     for i in range(8):
@@ -142,3 +142,4 @@ async def test_user_checks_of_generations_at_once_share_batch_calls(units):
     assert all(result.status.code == 0 for result in results)
     assert units.calls.count("GenerateReply") == 8
     assert 1 <= units.calls.count("BatchGetUsers") < 8 and "GetUser" not in units.calls
+    assert 1 <= units.calls.count("BatchListRecentMessages") < 8 and "ListRecentMessages" not in units.calls
