@@ -35,6 +35,7 @@ def _calls(bench: Bench, stubs: dict) -> list[tuple[str, str, bool, object]]:
     chat_id = world.chats[0]
     speaker = world.speakers[chat_id]
     llm_id = world.llm_ids[models.FAST]
+    appended_to = world.chats[BATCH]  # grows by a turn per call: a chat no other read above uses
     user, db, chat, llm = stubs["user_unit"], stubs["db_unit"], stubs["chat_unit"], stubs["llm_unit"]
 
     def results(count: int) -> db_pb.PutResultsRequest:
@@ -60,6 +61,17 @@ def _calls(bench: Bench, stubs: dict) -> list[tuple[str, str, bool, object]]:
         ("chat_unit", "ListRecentMessages (with membership)", False,
          lambda: chat.ListRecentMessages(chat_pb.ListRecentMessagesRequest(
              chat_id=chat_id, max_messages=49, member_user_id=speaker), timeout=10)),
+        ("chat_unit", f"BatchListRecentMessages, {BATCH} reads (with membership)", False,
+         lambda: chat.BatchListRecentMessages(chat_pb.BatchListRecentMessagesRequest(requests=[
+             chat_pb.ListRecentMessagesRequest(chat_id=c, max_messages=49, member_user_id=world.speakers[c])
+             for c in world.chats[:BATCH]]), timeout=10)),
+        ("chat_unit", "AppendMessages, 2 messages (a turn)", True,
+         lambda: chat.AppendMessages(chat_pb.AppendMessagesRequest(
+             request_id=uuid.uuid4().hex, chat_id=appended_to, messages=[
+                 chat_pb.NewMessage(user_id=world.speakers[appended_to], content="question " * 8,
+                                    role=chat_pb.MESSAGE_ROLE_USER),
+                 chat_pb.NewMessage(llm_id=llm_id, content="answer " * 8, role=chat_pb.MESSAGE_ROLE_ASSISTANT)]),
+             timeout=10)),
         ("llm_unit", "GetLlm (a model's first use per 2 s)", False,
          lambda: llm.GetLlm(llm_pb.GetLlmRequest(llm_id=llm_id), timeout=10)),
     ]
@@ -67,7 +79,7 @@ def _calls(bench: Bench, stubs: dict) -> list[tuple[str, str, bool, object]]:
 
 async def run(bench: Bench) -> list[Figure]:
     samples = 100 if bench.quick else 300
-    await bench.world.ensure_chats(bench.client, BATCH)
+    await bench.world.ensure_chats(bench.client, BATCH + 1)
     makers = {"user_unit": user_grpc.UserServiceStub, "db_unit": db_grpc.RecordServiceStub,
               "chat_unit": chat_grpc.ChatServiceStub, "llm_unit": llm_grpc.LlmServiceStub}
     channels = {name: channel(bench.suite.address(name)) for name in makers}

@@ -9,7 +9,7 @@ from llmchatlinker.chat.v1 import chat_service_pb2_grpc as pb_grpc
 from services.chat_unit import service
 from services.chat_unit.config import Settings
 from services.chat_unit.errors import DOMAIN
-from services.chat_unit.store import ChatStore, open_database
+from services.chat_unit.store import ChatStore, Ledger, open_database
 from services.common.db import Database, run_once
 from services.common.errors import DomainError, maps_errors
 from services.common.protoconv import timestamp
@@ -81,10 +81,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         messages = [new_message(message) for message in request.messages]
 
         def apply(session):
-            stored = service.append_messages(ChatStore(session), request.chat_id, messages)
-            response = pb.AppendMessagesResponse()
-            add_messages(response.messages, stored)
-            return response
+            return append_response(service.append_messages(ChatStore(session), request.chat_id, messages))
 
         return self._once(request.request_id, pb.AppendMessagesResponse, apply)
 
@@ -113,9 +110,27 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         add_result = response.results.add
         for result in results:
             if isinstance(result, DomainError):
-                add_result(failure=read_failure(result))
+                add_result(failure=entry_failure(result))
             else:
                 add_messages(add_result().messages, result)
+        return response
+
+    @maps_errors(DOMAIN)
+    def BatchAppendMessages(self, request: pb.BatchAppendMessagesRequest, context) -> pb.BatchAppendMessagesResponse:
+        appends = [
+            service.Append(append.request_id, append.chat_id, [new_message(message) for message in append.messages])
+            for append in request.requests
+        ]
+        with self._database.writing() as connection:
+            ledger = Ledger(connection, pb.AppendMessagesResponse.FromString)
+            results = service.batch_append_messages(ChatStore(connection), ledger, appends, append_response)
+        response = pb.BatchAppendMessagesResponse()
+        add_result = response.results.add
+        for result in results:
+            if isinstance(result, DomainError):
+                add_result(failure=entry_failure(result))
+            else:
+                add_result().messages.extend(result.messages)
         return response
 
     def _once(self, request_id: str, response_type, apply):
@@ -139,9 +154,16 @@ def recent_read(request: pb.ListRecentMessagesRequest) -> service.RecentRead:
     )
 
 
-def read_failure(error: DomainError) -> dict:
-    """A pb.ReadFailure's fields: what the single call's status would carry (a dict, built in place)."""
+def entry_failure(error: DomainError) -> dict:
+    """A pb.EntryFailure's fields: what the single call's status would carry (a dict, built in place)."""
     return {"code": error.code.value[0], "message": error.message, "reason": error.reason}
+
+
+def append_response(messages: list[service.Message]) -> pb.AppendMessagesResponse:
+    """AppendMessages' response, which is also what a batch's append stores and answers."""
+    response = pb.AppendMessagesResponse()
+    add_messages(response.messages, messages)
+    return response
 
 
 def message_proto(message: service.Message) -> pb.Message:

@@ -3,8 +3,8 @@
 import dataclasses
 import datetime
 import enum
-from collections.abc import Iterable, Iterator, Sequence
-from typing import NamedTuple, Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import NamedTuple, Protocol, TypeVar
 
 from services.chat_unit.errors import ChatNotFound, MessageNotFound, MessageNotInChat, NotAChatMember
 from services.common import paging
@@ -19,7 +19,7 @@ CONTENT_MAX_CHARS = 1_000_000
 MESSAGE_PAGE_DEFAULT, MESSAGE_PAGE_MAX = 100, 1000
 CHAT_PAGE_DEFAULT, CHAT_PAGE_MAX = 50, 1000
 RECENT_DEFAULT, RECENT_MAX = 50, 10_000
-READS_PER_BATCH_MAX = 1_000
+ENTRIES_PER_BATCH_MAX = 1_000
 # PostgreSQL text cannot hold NUL; refusing it everywhere keeps SQLite and PostgreSQL alike.
 NUL = "\x00"
 
@@ -75,6 +75,14 @@ class RecentRead(NamedTuple):
     member_user_id: str
 
 
+class Append(NamedTuple):
+    """One append of a batch: the arguments of an AppendMessages call."""
+
+    request_id: str
+    chat_id: str
+    messages: Sequence[NewMessage]
+
+
 @dataclasses.dataclass(frozen=True)
 class Page:
     items: list
@@ -94,6 +102,17 @@ class Store(Protocol):
     def append_messages(self, chat_id: str, messages: Sequence[NewMessage]) -> list[Message] | None: ...
     def live_message(self, message_id: str) -> Message | None: ...
     def newest_messages(self, chat_id: str, before_seq: int | None, limit: int) -> Iterator[Message]: ...
+    def lock_live_chats(self, chat_ids: Iterable[str]) -> None: ...
+
+
+Response = TypeVar("Response")
+
+
+class Ledger(Protocol[Response]):
+    """The request ids a batch transaction answers; store.Ledger is the real one."""
+
+    def claim(self, request_ids: Iterable[str]) -> dict[str, Response]: ...
+    def settle(self, answers: Mapping[str, Response]) -> None: ...
 
 
 def check_request_id(request_id: str) -> str:
@@ -212,12 +231,7 @@ def batch_list_recent_messages(store: Store, reads: Sequence[RecentRead]) -> lis
     the orchestrator reads the contexts of many generations at once, and one bad chat must
     not fail the rest. Any other exception is a fault and fails the whole batch.
     """
-    if not reads:
-        raise InvalidArgument("requests must not be empty", reason="MISSING_REQUESTS")
-    if len(reads) > READS_PER_BATCH_MAX:
-        raise InvalidArgument(
-            f"at most {READS_PER_BATCH_MAX:,} requests per call (got {len(reads):,})", reason="TOO_MANY_REQUESTS"
-        )
+    _check_batch_size(len(reads))
     results: list[list[Message] | DomainError] = []
     for read in reads:
         try:
@@ -225,6 +239,62 @@ def batch_list_recent_messages(store: Store, reads: Sequence[RecentRead]) -> lis
         except DomainError as error:
             results.append(error)
     return results
+
+
+def batch_append_messages(
+    store: Store,
+    ledger: Ledger[Response],
+    appends: Sequence[Append],
+    respond: Callable[[list[Message]], Response],
+) -> list[Response | DomainError]:
+    """append_messages for each append, in order, each at most once per request id, in one transaction.
+
+    Each append gets what AppendMessages would answer in its place, as if the calls ran one after
+    the other: a request id answered before (by an earlier call, or by an earlier append of the
+    batch) gives its stored response and applies nothing. An append that breaks a rule gives its
+    DomainError and writes nothing, so its request id stays free for a retry. Any other exception
+    is a fault and fails the whole batch.
+    """
+    _check_batch_size(len(appends))
+    results: list[Response | DomainError | None] = [None] * len(appends)
+    for index, append in enumerate(appends):
+        try:
+            check_request_id(append.request_id)
+        except DomainError as error:
+            results[index] = error
+    answered = ledger.claim(
+        {append.request_id for append, result in zip(appends, results) if result is None and append.request_id}
+    )
+    # After the claims, as run_once claims before it locks the chat: the same lock order everywhere.
+    store.lock_live_chats({append.chat_id for append in appends if _is_id(append.chat_id)})
+    fresh: dict[str, Response] = {}
+    for index, append in enumerate(appends):
+        if results[index] is not None:
+            continue
+        if append.request_id in answered:
+            results[index] = answered[append.request_id]
+            continue
+        try:
+            # A broken rule is found before anything is written (the chat is checked by the update
+            # that touches it), so a failed append needs no savepoint to be undone.
+            response = respond(append_messages(store, append.chat_id, append.messages))
+        except DomainError as error:
+            results[index] = error
+            continue
+        results[index] = response
+        if append.request_id:
+            answered[append.request_id] = fresh[append.request_id] = response
+    ledger.settle(fresh)
+    return results  # type: ignore[return-value]  # every entry was filled in above
+
+
+def _check_batch_size(count: int) -> None:
+    if not count:
+        raise InvalidArgument("requests must not be empty", reason="MISSING_REQUESTS")
+    if count > ENTRIES_PER_BATCH_MAX:
+        raise InvalidArgument(
+            f"at most {ENTRIES_PER_BATCH_MAX:,} requests per call (got {count:,})", reason="TOO_MANY_REQUESTS"
+        )
 
 
 def _title(title: str) -> str:
@@ -268,8 +338,12 @@ def _check_new_message(index: int, message: NewMessage) -> None:
             )
 
 
+def _is_id(value: str) -> bool:
+    return bool(value.strip()) and len(value) <= ID_MAX_CHARS and NUL not in value
+
+
 def _required_id(field: str, value: str, reason: str | None = None) -> str:
-    if not value.strip() or len(value) > ID_MAX_CHARS or NUL in value:
+    if not _is_id(value):
         raise InvalidArgument(
             f"{field} must be a non-blank id of at most {ID_MAX_CHARS} characters, without NUL (got {value!r:.40})",
             reason=reason or f"INVALID_{field.upper()}",

@@ -5,10 +5,12 @@ import itertools
 import pathlib
 import types
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import orm
+from sqlalchemy.dialects import postgresql, sqlite
 
 from services.chat_unit.service import Chat, Message, NewMessage, Role
 from services.common.db import Database, as_utc, request_ledger, utcnow
@@ -130,6 +132,27 @@ _TAIL = (
     .limit(sa.bindparam("limit"))
 )
 _TAIL_BEFORE = _TAIL.where(_MESSAGES.c.seq < sa.bindparam("before_seq"))
+# Locks in chat_id order (PostgreSQL locks the rows as the sort returns them), so two
+# batches touching the same chats in different orders never wait on each other in a cycle.
+_LOCK_LIVE_CHATS = (
+    sa.select(_CHATS.c.seq)
+    .where(_CHATS.c.chat_id.in_(sa.bindparam("chat_ids", expanding=True)), _CHATS.c.deleted_at.is_(None))
+    .order_by(_CHATS.c.chat_id)
+    .with_for_update()
+)
+_LEDGER_RESPONSES = sa.select(processed_requests.c.request_id, processed_requests.c.response).where(
+    processed_requests.c.request_id.in_(sa.bindparam("request_ids", expanding=True))
+)
+# A claim that meets an id claimed by a concurrent twin waits for the twin's commit and then
+# skips that id instead of failing: on PostgreSQL a failed insert would abort the whole batch.
+_LEDGER_CLAIM_NEW = {
+    name: dialect.insert(processed_requests).on_conflict_do_nothing().returning(processed_requests.c.request_id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_LEDGER_ANSWER = sa.insert(processed_requests)
+_LEDGER_RELEASE = sa.delete(processed_requests).where(
+    processed_requests.c.request_id.in_(sa.bindparam("request_ids", expanding=True))
+)
 
 
 class ChatStore:
@@ -240,6 +263,12 @@ class ChatStore:
             limit -= len(rows)
             before_seq = rows[-1].seq
 
+    def lock_live_chats(self, chat_ids: Iterable[str]) -> None:
+        """Locks the live ones of these chats, as append_messages' touch would, but all in one order."""
+        # SQLite runs one writer at a time (BEGIN IMMEDIATE): there is nothing to order.
+        if chat_ids and self._connection.dialect.name != "sqlite":
+            self._connection.execute(_LOCK_LIVE_CHATS, {"chat_ids": list(chat_ids)}).all()
+
     def _live_row(self, chat_id: str, lock: bool = False) -> sa.Row | None:
         query = _LIVE_CHAT_LOCKED if lock else _LIVE_CHAT
         return self._connection.execute(query, {"chat_id": chat_id}).one_or_none()
@@ -251,6 +280,51 @@ class ChatStore:
             for chat_seq, user_id in found:
                 members[chat_seq].append(user_id)
         return [_chat(row, members[row.seq]) for row in rows]
+
+
+Response = TypeVar("Response")
+
+
+class Ledger(Generic[Response]):
+    """run_once's request ledger for many request ids in one transaction (the caller commits)."""
+
+    def __init__(self, connection: sa.Connection, decode: Callable[[bytes], Response]):
+        self._connection = connection
+        self._decode = decode
+        self._claimed: list[str] = []
+
+    def claim(self, request_ids: Iterable[str]) -> dict[str, Response]:
+        """Claims the ids not answered before; returns the stored responses of the others.
+
+        Claims in sorted order, so two batches claiming overlapping ids never wait on each other
+        in a cycle. An id a concurrent twin claimed is answered once the twin has committed.
+        """
+        ids = sorted(request_ids)
+        if not ids:
+            return {}
+        now = utcnow()
+        claim = _LEDGER_CLAIM_NEW[self._connection.dialect.name]
+        rows = self._connection.execute(claim, [dict(request_id=r, response=b"", created_at=now) for r in ids])
+        self._claimed = rows.scalars().all()
+        # Claiming first and reading only what could not be claimed: most ids are new.
+        answered = sorted(set(ids).difference(self._claimed))
+        if not answered:
+            return {}
+        stored = self._connection.execute(_LEDGER_RESPONSES, {"request_ids": answered})
+        return {request_id: self._decode(response) for request_id, response in stored}
+
+    def settle(self, answers: Mapping[str, Response]) -> None:
+        """Stores the answers to claimed ids; the other claims (of failed requests) are dropped,
+        so those ids can be used again."""
+        # One delete and one insert, rather than an update per answer.
+        if self._claimed:
+            self._connection.execute(_LEDGER_RELEASE, {"request_ids": self._claimed})
+        if answers:
+            now = utcnow()
+            self._connection.execute(
+                _LEDGER_ANSWER,
+                [dict(request_id=r, response=a.SerializeToString(), created_at=now) for r, a in answers.items()],
+            )
 
 
 def tail_query(chat_id: str, before_seq: int | None, limit: int) -> sa.Select:

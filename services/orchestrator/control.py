@@ -17,7 +17,7 @@ from services.common.errors import DomainError, InvalidArgument, error_info
 from services.orchestrator import control_chats, control_generate, control_llm, control_users
 from services.orchestrator.channels import UnitChannels
 from services.orchestrator.control_run import DOMAIN, Emit, Run
-from services.orchestrator.lookups import Lookups
+from services.orchestrator.joined import JoinedCalls
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class ControlUnit:
 
     def __init__(self, channels: UnitChannels):
         self._channels = channels
-        self._lookups = Lookups(channels)
+        self._joined = JoinedCalls(channels)
 
     async def execute(self, instruction: orchestrator_pb2.Instruction, emit: Emit) -> orchestrator_pb2.Result:
         """Runs an instruction and returns its final Result (sequence 0: the caller numbers events).
@@ -52,7 +52,7 @@ class ControlUnit:
             if kind is None:
                 raise InvalidArgument("the instruction sets none of the 26 instruction types",
                                       reason="MALFORMED_INSTRUCTION")
-            payload = await HANDLERS[kind](Run(self._channels, instruction, emit, self._lookups), getattr(instruction, kind))
+            payload = await HANDLERS[kind](Run(self._channels, instruction, emit, self._joined), getattr(instruction, kind))
         except Exception as error:  # noqa: BLE001 - every failure becomes the instruction's outcome
             return failed_result(instruction.instruction_id, instruction_type_of(instruction), error)
         return orchestrator_pb2.Result(

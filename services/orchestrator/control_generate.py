@@ -29,10 +29,10 @@ async def generate(run: Run, request: orchestrator_pb2.LlmResponseGenerate) -> P
                               f"(got {len(request.user_input):,})", reason="INVALID_FIELD", field="user_input")
     chat_id, user_id = require(request.chat_id, "chat_id"), require(request.user_id, "user_id")
     # The user's check rides along with the model's read (usually kept) and the chat's read.
-    user_check = asyncio.ensure_future(run.lookups.live_user(user_id))
+    user_check = asyncio.ensure_future(run.joined.live_user(user_id))
     try:
         try:
-            llm = await run.lookups.models.get(require(request.llm_id, "llm_id"))
+            llm = await run.joined.models.get(require(request.llm_id, "llm_id"))
         except Exception:
             # Errors are reported chat first, then user, then model, whichever was found first.
             await _history(run, chat_id, user_id, max_messages=1, max_chars=0)
@@ -53,7 +53,7 @@ async def generate(run: Run, request: orchestrator_pb2.LlmResponseGenerate) -> P
                               llmId=llm.llm_id, providerId=request.provider_id)
 
     final = await _generate(run, llm, history + [llm_pb2.ConversationMessage(role="user", content=request.user_input)])
-    stored = await run.channels.chats.AppendMessages(chat_pb2.AppendMessagesRequest(
+    stored = await run.joined.append_messages(chat_pb2.AppendMessagesRequest(
         request_id=run.request_id("append-messages"),
         chat_id=chat_id,
         messages=[
@@ -61,8 +61,8 @@ async def generate(run: Run, request: orchestrator_pb2.LlmResponseGenerate) -> P
             chat_pb2.NewMessage(user_id=user_id, llm_id=llm.llm_id, content=final.content,
                                 role=chat_pb2.MESSAGE_ROLE_ASSISTANT),
         ],
-    ), timeout=UNARY_DEADLINE_S)
-    return _response(stored.messages[-1], final)
+    ))
+    return _response(stored[-1], final)
 
 
 async def regenerate(run: Run, request: orchestrator_pb2.LlmResponseRegenerate) -> Payload:
@@ -75,27 +75,27 @@ async def regenerate(run: Run, request: orchestrator_pb2.LlmResponseRegenerate) 
     if not llm_id:
         raise InvalidArgument(f"message {message.message_id!r} was written by a user: give llm_id to choose "
                               "the model that answers", reason="LLM_ID_REQUIRED", messageId=message.message_id)
-    llm = await run.lookups.models.get(llm_id)
+    llm = await run.joined.models.get(llm_id)
     history = await _history(run, message.chat_id, request.user_id, max_messages=llm.context_max_messages,
                              max_chars=llm.context_max_chars, before_message_id=message.message_id)
     if not history:
         raise FailedPrecondition(f"no message precedes message {message.message_id!r}: there is nothing to answer",
                                  reason="NOTHING_TO_REGENERATE", messageId=message.message_id)
     final = await _generate(run, llm, history)
-    stored = await chats.AppendMessages(chat_pb2.AppendMessagesRequest(
+    stored = await run.joined.append_messages(chat_pb2.AppendMessagesRequest(
         request_id=run.request_id("append-messages"),
         chat_id=message.chat_id,
         messages=[chat_pb2.NewMessage(user_id=request.user_id or message.user_id, llm_id=llm.llm_id, content=final.content,
                                       role=chat_pb2.MESSAGE_ROLE_ASSISTANT)],
-    ), timeout=UNARY_DEADLINE_S)
-    return _response(stored.messages[-1], final)
+    ))
+    return _response(stored[-1], final)
 
 
 async def _history(run: Run, chat_id: str, member_user_id: str, max_messages: int, max_chars: int,
                    before_message_id: str = "") -> list[llm_pb2.ConversationMessage]:
     """The newest messages that fit the model's context limits, oldest first. The chat unit checks,
     in the same call, that the chat is live and (when named) the user is one of its members."""
-    messages = await run.lookups.recent_messages(chat_pb2.ListRecentMessagesRequest(
+    messages = await run.joined.recent_messages(chat_pb2.ListRecentMessagesRequest(
         chat_id=chat_id, before_message_id=before_message_id, max_messages=max(max_messages, 1),
         max_chars=max_chars, member_user_id=member_user_id,
     ))

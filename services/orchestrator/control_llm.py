@@ -16,7 +16,7 @@ def changes_models(handler):
         try:
             return await handler(run, request)
         finally:
-            run.lookups.models.changed()
+            run.joined.models.changed()
     return changing
 
 

@@ -19,7 +19,7 @@ from services.orchestrator import facts
 from services.orchestrator.channels import UNARY_DEADLINE_S, UnitChannels
 
 if TYPE_CHECKING:
-    from services.orchestrator.lookups import Lookups
+    from services.orchestrator.joined import JoinedCalls
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class Run:
     channels: UnitChannels
     instruction: orchestrator_pb2.Instruction
     emit: Emit
-    lookups: Lookups
+    joined: JoinedCalls
     _emit_failed: bool = dataclasses.field(default=False, init=False)
 
     def request_id(self, step: str) -> str:

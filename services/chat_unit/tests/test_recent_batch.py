@@ -17,12 +17,12 @@ def _batch(client, *reads: pb.ListRecentMessagesRequest) -> list[pb.RecentMessag
     return list(client.stub.BatchListRecentMessages(request, timeout=10).results)
 
 
-def _single_failure(client, read: pb.ListRecentMessagesRequest) -> pb.ReadFailure:
-    """The ReadFailure that says what ListRecentMessages answers to this read."""
+def _single_failure(client, read: pb.ListRecentMessagesRequest) -> pb.EntryFailure:
+    """The EntryFailure that says what ListRecentMessages answers to this read."""
     with pytest.raises(grpc.RpcError) as caught:
         client.stub.ListRecentMessages(read, timeout=10)
     error = caught.value
-    return pb.ReadFailure(code=error.code().value[0], message=error.details(), reason=error_info(error).reason)
+    return pb.EntryFailure(code=error.code().value[0], message=error.details(), reason=error_info(error).reason)
 
 
 def _chat_of(client, *contents: str, user_ids=("u1",)) -> tuple[str, list[pb.Message]]:

@@ -1,13 +1,16 @@
-"""The model catalog: a model is read once per TTL, concurrent misses share a read, changes are seen at once."""
+"""Calls joined across instructions: a model is read once per TTL, concurrent misses share a read,
+changes are seen at once; generations at once share batch calls."""
 
 import asyncio
 
 import grpc
 import pytest
 
+from llmchatlinker.chat.v1 import chat_service_pb2 as chat_pb2
 from llmchatlinker.llm.v1 import llm_service_pb2 as llm_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
-from services.orchestrator.lookups import ModelCatalog
+from services.common.errors import error_info
+from services.orchestrator.joined import JoinedCalls, ModelCatalog
 from services.orchestrator.tests.units_fixture import units  # noqa: F401 - the fixture
 
 
@@ -130,7 +133,7 @@ async def test_model_changes_through_the_orchestrator_are_seen_by_the_next_gener
     assert gone.status.code == grpc.StatusCode.NOT_FOUND.value[0]
 
 
-async def test_user_checks_and_chat_contexts_of_generations_at_once_share_batch_calls(units):
+async def test_user_checks_chat_contexts_and_turns_of_generations_at_once_share_batch_calls(units):
     _, llm_id = await units.model()
     pairs = []
     for i in range(8):
@@ -143,3 +146,28 @@ async def test_user_checks_and_chat_contexts_of_generations_at_once_share_batch_
     assert units.calls.count("GenerateReply") == 8
     assert 1 <= units.calls.count("BatchGetUsers") < 8 and "GetUser" not in units.calls
     assert 1 <= units.calls.count("BatchListRecentMessages") < 8 and "ListRecentMessages" not in units.calls
+    assert 1 <= units.calls.count("BatchAppendMessages") < 8 and "AppendMessages" not in units.calls
+
+
+async def test_an_entry_that_fails_in_a_batch_gets_the_units_own_error(units):
+    joined = JoinedCalls(units.channels)
+    ada = await units.user("ada")
+    chat_id = await units.chat(ada)
+    turn = chat_pb2.NewMessage(user_id=ada, content="hi", role=chat_pb2.MESSAGE_ROLE_USER)
+    outcomes = await asyncio.gather(
+        joined.append_messages(chat_pb2.AppendMessagesRequest(request_id="r1", chat_id=chat_id, messages=[turn])),
+        joined.append_messages(chat_pb2.AppendMessagesRequest(request_id="r2", chat_id="no-such-chat", messages=[turn])),
+        joined.recent_messages(chat_pb2.ListRecentMessagesRequest(chat_id=chat_id, member_user_id=ada)),
+        joined.recent_messages(chat_pb2.ListRecentMessagesRequest(chat_id=chat_id, member_user_id="someone-else")),
+        joined.live_user(ada),
+        joined.live_user("no-such-user"),
+        return_exceptions=True)
+    appended, no_chat, recent, not_member, user, no_user = outcomes
+    assert [message.content for message in appended] == ["hi"]
+    assert isinstance(recent, list)  # empty or not: the batches of appends and reads are not ordered
+    assert user.user_id == ada
+    for error, code, reason in ((no_chat, grpc.StatusCode.NOT_FOUND, "CHAT_NOT_FOUND"),
+                                (not_member, grpc.StatusCode.PERMISSION_DENIED, "NOT_A_CHAT_MEMBER"),
+                                (no_user, grpc.StatusCode.NOT_FOUND, "USER_NOT_FOUND")):
+        assert isinstance(error, grpc.aio.AioRpcError) and error.code() == code
+        assert error_info(error).reason == reason

@@ -1,10 +1,9 @@
-"""The reads every generation makes, made cheap: users and chat contexts fetched in batches,
-models kept briefly.
+"""The unit calls every generation makes, joined across the instructions in flight.
 
 An LLM generation needs its user (alive?), its model (which provider, what context limits) and
-its chat's recent messages (with the membership check) before the provider is asked. Under many
-generations at once these reads would be three unit calls each; here users and contexts ride in
-shared batch calls and a model is read once per MODEL_TTL_S.
+its chat's recent messages (with the membership check) before the provider is asked, and stores
+its turn after. Under many generations at once these would be four unit calls each; here users,
+contexts and turns ride in shared batch calls, and a model is read once per MODEL_TTL_S.
 """
 
 from __future__ import annotations
@@ -31,14 +30,18 @@ MODEL_TTL_S = 2.0
 MODEL_ENTRIES = 1_000
 
 
-class Lookups:
-    """One per orchestrator process, shared by every instruction in flight."""
+class JoinedCalls:
+    """One per orchestrator process, shared by every instruction in flight. Each batched call
+    answers exactly as its single form would, errors included: an entry that fails in a batch
+    is asked again alone, so the caller gets the unit's own status (rare: unknown ids, refusals)."""
 
     def __init__(self, channels: UnitChannels, model_ttl_s: float = MODEL_TTL_S, clock=time.monotonic):
         self._channels = channels
         self._users: Batcher[str, user_pb2.User | None] = Batcher(self._live_users)
         self._contexts: Batcher[chat_pb2.ListRecentMessagesRequest, list[chat_pb2.Message] | None] = Batcher(
             self._recent_messages)
+        self._turns: Batcher[chat_pb2.AppendMessagesRequest, list[chat_pb2.Message] | None] = Batcher(
+            self._append_messages, weigh=lambda request: request.ByteSize())
         self.models = ModelCatalog(channels, model_ttl_s, clock)
 
     async def recent_messages(self, request: chat_pb2.ListRecentMessagesRequest) -> list[chat_pb2.Message]:
@@ -48,6 +51,19 @@ class Lookups:
             # Rare (unknown chat, not a member): asked alone, the unit answers with its own status.
             return list((await self._channels.chats.ListRecentMessages(request, timeout=UNARY_DEADLINE_S)).messages)
         return messages
+
+    async def append_messages(self, request: chat_pb2.AppendMessagesRequest) -> list[chat_pb2.Message]:
+        """What AppendMessages answers to `request`: the stored messages, or the chat unit's error."""
+        messages = await self._turns.call(request)
+        if messages is None:
+            # A failed entry left nothing behind, so asking alone is safe and gives the unit's status.
+            return list((await self._channels.chats.AppendMessages(request, timeout=UNARY_DEADLINE_S)).messages)
+        return messages
+
+    async def _append_messages(self, requests: list[chat_pb2.AppendMessagesRequest]) -> list:
+        response = await self._channels.chats.BatchAppendMessages(
+            chat_pb2.BatchAppendMessagesRequest(requests=requests), timeout=UNARY_DEADLINE_S)
+        return [None if result.HasField("failure") else list(result.messages) for result in response.results]
 
     async def _recent_messages(self, requests: list[chat_pb2.ListRecentMessagesRequest]) -> list:
         try:
