@@ -1,6 +1,5 @@
 """ChatService over gRPC: proto in, the unit's rules, proto out; one transaction per RPC."""
 
-import datetime
 from collections.abc import Iterable
 
 from llmchatlinker.chat.v1 import chat_service_pb2 as pb
@@ -12,7 +11,7 @@ from services.chat_unit.errors import DOMAIN
 from services.chat_unit.store import ChatStore, Ledger, open_database
 from services.common.db import Database, run_once
 from services.common.errors import DomainError, maps_errors
-from services.common.protoconv import timestamp
+from services.common.protoconv import timestamp, timestamp_fields
 from services.common.serving import ThreadedServer, run_threaded_unit
 
 
@@ -179,7 +178,7 @@ def add_messages(field, messages: Iterable[service.Message]) -> None:
 
 
 def _message_fields(message: service.Message) -> dict:
-    created = _timestamp_fields(message.created_at)
+    created = timestamp_fields(message.created_at)
     return dict(
         message_id=message.message_id,
         chat_id=message.chat_id,
@@ -188,18 +187,8 @@ def _message_fields(message: service.Message) -> dict:
         content=message.content,
         role=ROLE_TO_PROTO[message.role],
         create_time=created,
-        update_time=created if message.updated_at == message.created_at else _timestamp_fields(message.updated_at),
+        update_time=created if message.updated_at == message.created_at else timestamp_fields(message.updated_at),
     )
-
-
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-
-
-def _timestamp_fields(moment: datetime.datetime) -> dict:
-    """The fields of protoconv.timestamp(moment) for an aware moment, as a dict: protobuf builds
-    a dict into the message in place, where it would build a Timestamp and then copy it."""
-    since = moment - _EPOCH
-    return {"seconds": since.days * 86_400 + since.seconds, "nanos": since.microseconds * 1000}
 
 
 def new_message(message: pb.NewMessage) -> service.NewMessage:

@@ -1,7 +1,7 @@
-"""Joining unit calls: lookups made by many instructions at once travel as one batch call.
+"""Joining unit calls: the calls many instructions make at once travel as one batch call.
 
 Hundreds of instructions in flight each need the same kinds of small reads and writes (the
-ledger lookup, the result, the user check). One gRPC call costs both sides a fixed amount of CPU
+ledger lookup and store, the user check, a chat's context, a turn's append). One gRPC call costs both sides a fixed amount of CPU
 however little it carries, so calls made in the same event-loop turn, or while the earlier
 batches are still in flight, go together in the next batch. A lone call goes at once: batching
 adds no wait when there is nothing to join.

@@ -11,7 +11,7 @@ from llmchatlinker.llm.v1 import llm_service_pb2 as llm_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from services.common.errors import FailedPrecondition, Internal, InvalidArgument
 from services.orchestrator.channels import GENERATION_DEADLINE_S, UNARY_DEADLINE_S
-from services.orchestrator.control_run import Payload, Run, get_user, require
+from services.orchestrator.control_run import Payload, Run, require
 
 # The longest message the chat unit stores.
 MAX_MESSAGE_CHARS = 1_000_000
@@ -28,13 +28,13 @@ async def generate(run: Run, request: orchestrator_pb2.LlmResponseGenerate) -> P
         raise InvalidArgument(f"user_input must be 1 to {MAX_MESSAGE_CHARS:,} characters "
                               f"(got {len(request.user_input):,})", reason="INVALID_FIELD", field="user_input")
     chat_id, user_id = require(request.chat_id, "chat_id"), require(request.user_id, "user_id")
-    # The user's check rides along with the model's read (usually kept) and the chat's read.
+    # The user's check runs alongside the model's read (usually kept) and then the chat's read.
     user_check = asyncio.ensure_future(run.joined.live_user(user_id))
     try:
         try:
             llm = await run.joined.models.get(require(request.llm_id, "llm_id"))
         except Exception:
-            # Errors are reported chat first, then user, then model, whichever was found first.
+            # Of several errors, the chat's is reported first, then the user's, then the model's.
             await _history(run, chat_id, user_id, max_messages=1, max_chars=0)
             await user_check
             raise

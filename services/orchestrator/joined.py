@@ -52,6 +52,17 @@ class JoinedCalls:
             return list((await self._channels.chats.ListRecentMessages(request, timeout=UNARY_DEADLINE_S)).messages)
         return messages
 
+    async def _recent_messages(self, requests: list[chat_pb2.ListRecentMessagesRequest]) -> list:
+        try:
+            response = await self._channels.chats.BatchListRecentMessages(
+                chat_pb2.BatchListRecentMessagesRequest(requests=requests), timeout=UNARY_DEADLINE_S)
+        except grpc.aio.AioRpcError as error:
+            # Long chats whose contexts together outgrow a message: each caller asks alone.
+            if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or len(requests) == 1:
+                raise
+            return [None] * len(requests)
+        return [None if result.HasField("failure") else list(result.messages) for result in response.results]
+
     async def append_messages(self, request: chat_pb2.AppendMessagesRequest) -> list[chat_pb2.Message]:
         """What AppendMessages answers to `request`: the stored messages, or the chat unit's error."""
         messages = await self._turns.call(request)
@@ -63,17 +74,6 @@ class JoinedCalls:
     async def _append_messages(self, requests: list[chat_pb2.AppendMessagesRequest]) -> list:
         response = await self._channels.chats.BatchAppendMessages(
             chat_pb2.BatchAppendMessagesRequest(requests=requests), timeout=UNARY_DEADLINE_S)
-        return [None if result.HasField("failure") else list(result.messages) for result in response.results]
-
-    async def _recent_messages(self, requests: list[chat_pb2.ListRecentMessagesRequest]) -> list:
-        try:
-            response = await self._channels.chats.BatchListRecentMessages(
-                chat_pb2.BatchListRecentMessagesRequest(requests=requests), timeout=UNARY_DEADLINE_S)
-        except grpc.aio.AioRpcError as error:
-            # Long chats whose contexts together outgrow a message: each caller asks alone.
-            if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or len(requests) == 1:
-                raise
-            return [None] * len(requests)
         return [None if result.HasField("failure") else list(result.messages) for result in response.results]
 
     async def live_user(self, user_id: str) -> user_pb2.User:

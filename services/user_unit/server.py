@@ -1,16 +1,14 @@
 """UserService over gRPC: proto in, one transaction per call, proto out."""
 
-import datetime
 import pathlib
 from collections.abc import Callable
 from typing import TypeVar
-
-from google.protobuf import timestamp_pb2
 
 from llmchatlinker.user.v1 import user_service_pb2 as pb
 from llmchatlinker.user.v1 import user_service_pb2_grpc as pb_grpc
 from services.common.db import Database, run_once
 from services.common.errors import maps_errors
+from services.common.protoconv import timestamp_fields
 from services.common.serving import ThreadedServer, run_threaded_unit
 from services.user_unit import service, store
 from services.user_unit.config import Settings
@@ -20,35 +18,21 @@ from services.user_unit.errors import DOMAIN
 MIGRATIONS = pathlib.Path(__file__).resolve().parent / "migrations"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["UserService"].full_name
 Result = TypeVar("Result")
-Response = TypeVar("Response")
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-_NAIVE_EPOCH = _EPOCH.replace(tzinfo=None)
 
 
-# Users are written into the response's own messages: a pb.User built apart and passed to a
-# constructor or a repeated field is copied, Timestamps and all, which made building a
-# 32-user reply cost about three times as much.
-def fill_user(message: pb.User, user: service.User) -> None:
-    message.user_id = user.user_id
-    message.username = user.username
-    message.display_name = user.display_name
-    message.profile = user.profile
-    message.record_instructions = user.record_instructions
-    _set_time(message.create_time, user.created_at)
-    _set_time(message.update_time, user.updated_at)
-
-
-def _set_time(stamp: timestamp_pb2.Timestamp, moment: datetime.datetime) -> None:
-    """protoconv.timestamp, in place; a naive moment (as SQLite gives back) is UTC."""
-    since = moment - (_EPOCH if moment.tzinfo else _NAIVE_EPOCH)
-    stamp.seconds = since.days * 86_400 + since.seconds
-    stamp.nanos = since.microseconds * 1000
-
-
-def with_user(response: Response, user: service.User) -> Response:
-    """The response with its `user` field filled in."""
-    fill_user(response.user, user)
-    return response
+def user_fields(user: service.User) -> dict:
+    """A pb.User's fields, as a dict: given to a constructor or to `repeated.add`, it is built in
+    place, where a pb.User built apart is copied in, Timestamps and all (three times the cost
+    for a 32-user reply)."""
+    return {
+        "user_id": user.user_id,
+        "username": user.username,
+        "display_name": user.display_name,
+        "profile": user.profile,
+        "record_instructions": user.record_instructions,
+        "create_time": timestamp_fields(user.created_at),
+        "update_time": timestamp_fields(user.updated_at),
+    }
 
 
 def optional(message, field: str) -> str | None:
@@ -70,7 +54,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
         new = service.new_user(request.username, optional(request, "display_name"), optional(request, "profile"))
 
         def apply(session) -> pb.CreateUserResponse:
-            return with_user(pb.CreateUserResponse(), service.create_user(store.Users(session), new))
+            return pb.CreateUserResponse(user=user_fields(service.create_user(store.Users(session), new)))
 
         with store.username_race(new.username):
             return run_once(self._database, request.request_id, pb.CreateUserResponse.FromString, apply)
@@ -84,7 +68,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
 
         def apply(session) -> pb.UpdateUserResponse:
             user = service.update_user(store.Users(session), request.user_id, changes)
-            return with_user(pb.UpdateUserResponse(), user)
+            return pb.UpdateUserResponse(user=user_fields(user))
 
         with store.username_race(changes.username):
             return run_once(self._database, request.request_id, pb.UpdateUserResponse.FromString, apply)
@@ -107,7 +91,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
 
         def apply(session) -> pb.SetInstructionRecordingResponse:
             user = service.set_instruction_recording(store.Users(session), request.user_id, request.enabled)
-            return with_user(pb.SetInstructionRecordingResponse(), user)
+            return pb.SetInstructionRecordingResponse(user=user_fields(user))
 
         return run_once(self._database, request.request_id, pb.SetInstructionRecordingResponse.FromString, apply)
 
@@ -115,7 +99,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
     def GetUser(self, request: pb.GetUserRequest, context) -> pb.GetUserResponse:
         key = request.WhichOneof("key")
         keys = {key: getattr(request, key)} if key else {}
-        return with_user(pb.GetUserResponse(), self._read(lambda users: service.get_user(users, **keys)))
+        return pb.GetUserResponse(user=user_fields(self._read(lambda users: service.get_user(users, **keys))))
 
     @maps_errors(DOMAIN)
     def BatchGetUsers(self, request: pb.BatchGetUsersRequest, context) -> pb.BatchGetUsersResponse:
@@ -123,7 +107,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
         found = self._read(lambda users: service.batch_get_users(users, user_ids, omit_missing=request.omit_missing))
         response = pb.BatchGetUsersResponse()
         for user in found:
-            fill_user(response.users.add(), user)
+            response.users.add(**user_fields(user))
         return response
 
     @maps_errors(DOMAIN)
@@ -131,7 +115,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
         found, next_token = self._read(lambda users: service.list_users(users, request.page_size, request.page_token))
         response = pb.ListUsersResponse(next_page_token=next_token)
         for user in found:
-            fill_user(response.users.add(), user)
+            response.users.add(**user_fields(user))
         return response
 
 
