@@ -91,6 +91,8 @@ class Database:
         connect_args = {}
         if self.schema:
             connect_args["options"] = f"-csearch_path={self.schema}"
+            # Names the unit's connections in pg_stat_activity (and lets a test cut just them).
+            connect_args["application_name"] = f"llmchatlinker {self.schema}"[:63]
         engine = sa.create_engine(
             self.url,
             pool_size=pool_size,
@@ -102,7 +104,8 @@ class Database:
         # pool_pre_ping would cost a round trip on every checkout (most of a short read's time):
         # ping only a connection that sat idle long enough to have been cut (a server restart, an
         # idle timeout). A dead one is replaced before use; one that dies in use fails that call
-        # and SQLAlchemy then invalidates the whole pool, as with pre-ping.
+        # with UNAVAILABLE (errors.database_unreachable; callers retry it) and SQLAlchemy then
+        # invalidates the whole pool, as with pre-ping.
         @event.listens_for(engine, "connect")
         @event.listens_for(engine, "checkin")
         def on_idle(_dbapi_connection, record):

@@ -5,6 +5,7 @@ import inspect
 import logging
 
 import grpc
+import sqlalchemy.exc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -78,6 +79,35 @@ def internal_status(domain: str) -> grpc.Status:
     return to_status(Internal("internal error; see the service log", reason="INTERNAL"), domain)
 
 
+def _failure_status(method_name: str, error: Exception, domain: str) -> grpc.Status:
+    """The status of a failure that is not a DomainError: UNAVAILABLE when the unit's database
+    could not be reached (callers retry it: every mutation carries a request id), else a
+    logged INTERNAL."""
+    if database_unreachable(error):
+        log.warning("%s: the database is unreachable: %s", method_name, error)
+        return to_status(Unavailable("the unit's database is unreachable; try again",
+                                     reason="DATABASE_UNAVAILABLE"), domain)
+    log.exception("%s failed", method_name)
+    return internal_status(domain)
+
+
+def database_unreachable(error: Exception) -> bool:
+    """Whether `error` says the database cannot be reached right now (not the request's fault):
+    a connection that dropped (SQLAlchemy invalidates it and its pool), a PostgreSQL connection
+    refused or lost, no pooled connection free in time, or SQLite busy past its timeout."""
+    if isinstance(error, sqlalchemy.exc.TimeoutError):
+        return True
+    if not isinstance(error, sqlalchemy.exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    # psycopg2 raises OperationalError for the connection and the server's state (never for a
+    # statement's own fault); sqlite3 raises it for bad SQL too, so only its busy error counts.
+    if isinstance(error, sqlalchemy.exc.OperationalError):
+        return type(error.orig).__module__.startswith("psycopg2") or str(error.orig) == "database is locked"
+    return False
+
+
 def error_info(rpc_error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
     """The ErrorInfo a peer attached to a failed call, if any."""
     status = rpc_status.from_call(rpc_error)
@@ -90,8 +120,8 @@ def error_info(rpc_error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
 
 
 def maps_errors(domain: str):
-    """Decorates servicer methods (sync, async, or async generators) so that a
-    DomainError becomes its status and anything else becomes a logged INTERNAL."""
+    """Decorates servicer methods (sync, async, or async generators) so that a DomainError
+    becomes its status, an unreachable database UNAVAILABLE, and anything else a logged INTERNAL."""
 
     def decorate(method):
         if inspect.isasyncgenfunction(method):
@@ -105,8 +135,7 @@ def maps_errors(domain: str):
                 except Exception as error:  # noqa: BLE001 - the boundary of the RPC
                     if _is_abort(error):
                         raise
-                    log.exception("%s failed", method.__name__)
-                    await context.abort_with_status(internal_status(domain))
+                    await context.abort_with_status(_failure_status(method.__name__, error, domain))
             return stream_wrapper
 
         if inspect.iscoroutinefunction(method):
@@ -119,8 +148,7 @@ def maps_errors(domain: str):
                 except Exception as error:  # noqa: BLE001
                     if _is_abort(error):
                         raise
-                    log.exception("%s failed", method.__name__)
-                    await context.abort_with_status(internal_status(domain))
+                    await context.abort_with_status(_failure_status(method.__name__, error, domain))
             return async_wrapper
 
         @functools.wraps(method)
@@ -132,8 +160,7 @@ def maps_errors(domain: str):
             except Exception as error:  # noqa: BLE001
                 if _is_abort(error):
                     raise
-                log.exception("%s failed", method.__name__)
-                context.abort_with_status(internal_status(domain))
+                context.abort_with_status(_failure_status(method.__name__, error, domain))
         return sync_wrapper
 
     return decorate
