@@ -8,6 +8,9 @@ from services.orchestrator import queues
 DEFAULT_PORT = 50051
 # Unacknowledged instructions per replica: the broker's prefetch and the cycle's concurrency.
 DEFAULT_MAX_IN_FLIGHT = 256
+# How long a model read from llm_unit is reused: a change through this replica is seen by its next
+# instruction, through another replica within this time. 0 reads the model for every generation.
+DEFAULT_MODEL_CACHE_TTL_MS = 2_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,10 +25,13 @@ class Settings:
     amqp_url: str | None = None
     queue: str = queues.INSTRUCTION_QUEUE
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    model_cache_ttl_ms: int = DEFAULT_MODEL_CACHE_TTL_MS
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:
             raise RuntimeError('environment variable "LLMCHATLINKER_MAX_IN_FLIGHT" must be at least 1')
+        if self.model_cache_ttl_ms < 0:
+            raise RuntimeError('environment variable "LLMCHATLINKER_MODEL_CACHE_TTL_MS" must not be negative')
         if not self.queue:
             raise RuntimeError('environment variable "LLMCHATLINKER_QUEUE" must not be empty')
 
@@ -40,4 +46,5 @@ class Settings:
             amqp_url=config.optional("AMQP_URL", "") or None,
             queue=config.optional("QUEUE", queues.INSTRUCTION_QUEUE),
             max_in_flight=config.integer("MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT),
+            model_cache_ttl_ms=config.integer("MODEL_CACHE_TTL_MS", DEFAULT_MODEL_CACHE_TTL_MS),
         )

@@ -17,7 +17,7 @@ from services.common.errors import DomainError, InvalidArgument, error_info
 from services.orchestrator import control_chats, control_generate, control_llm, control_users
 from services.orchestrator.channels import UnitChannels
 from services.orchestrator.control_run import DOMAIN, Emit, Run
-from services.orchestrator.joined import JoinedCalls
+from services.orchestrator.joined import MODEL_TTL_S, JoinedCalls
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,9 @@ _TRANSPORT_FAILURES = {
 class ControlUnit:
     """Executes instructions on the units; one instance serves every instruction concurrently."""
 
-    def __init__(self, channels: UnitChannels):
+    def __init__(self, channels: UnitChannels, model_ttl_s: float = MODEL_TTL_S):
         self._channels = channels
-        self._joined = JoinedCalls(channels)
+        self._joined = JoinedCalls(channels, model_ttl_s)
 
     async def execute(self, instruction: orchestrator_pb2.Instruction, emit: Emit) -> orchestrator_pb2.Result:
         """Runs an instruction and returns its final Result (sequence 0: the caller numbers events).

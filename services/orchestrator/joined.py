@@ -21,10 +21,10 @@ from services.orchestrator.batching import Batcher
 from services.orchestrator.channels import UNARY_DEADLINE_S, UnitChannels
 from services.orchestrator.control_run import get_user, require
 
-# Seconds a model read from the LLM unit is used without reading it again. A model changed or
-# deleted through this orchestrator is read afresh by the next instruction; through another
-# replica, it is seen within this many seconds (the LLM unit checks the model again itself
-# before it calls the provider, so a deleted model is never generated from for long).
+# Seconds a model read from the LLM unit is used without reading it again, by default (the
+# setting LLMCHATLINKER_MODEL_CACHE_TTL_MS). A model changed or deleted through this orchestrator
+# is read afresh by the next instruction; through another replica, it is seen within this many
+# seconds (the LLM unit checks the model again itself before it calls the provider).
 MODEL_TTL_S = 2.0
 # Models kept at most; past it the oldest go.
 MODEL_ENTRIES = 1_000

@@ -46,7 +46,8 @@ class OrchestratorServer:
     async def start(self) -> "OrchestratorServer":
         s = self.settings
         self._channels = UnitChannels.connect(s.user_unit_addr, s.chat_unit_addr, s.llm_unit_addr, s.db_unit_addr)
-        self.cycle = Cycle(self.transport, ControlUnit(self._channels), Store(self._channels, self.transport),
+        self.cycle = Cycle(self.transport, ControlUnit(self._channels, s.model_cache_ttl_ms / 1000),
+                           Store(self._channels, self.transport),
                            self.switchboard)
         self.transport.start(self.cycle.on_message, self.switchboard.on_reply)
         try:

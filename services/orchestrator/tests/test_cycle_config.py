@@ -11,7 +11,7 @@ ADDRESSES = {f"LLMCHATLINKER_{unit}_ADDR": f"127.0.0.1:{port}"
 @pytest.fixture
 def environment(monkeypatch):
     for name in ADDRESSES | {"LLMCHATLINKER_AMQP_URL": "", "LLMCHATLINKER_QUEUE": "", "LLMCHATLINKER_MAX_IN_FLIGHT": "",
-                             "LLMCHATLINKER_ORCHESTRATOR_PORT": ""}:
+                             "LLMCHATLINKER_ORCHESTRATOR_PORT": "", "LLMCHATLINKER_MODEL_CACHE_TTL_MS": ""}:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -22,6 +22,7 @@ def test_defaults_run_on_the_in_process_queue(environment):
     settings = Settings.from_env()
     assert settings.address.endswith(":50051") and settings.db_unit_addr == "127.0.0.1:50055"
     assert (settings.amqp_url, settings.queue, settings.max_in_flight) == (None, "instruction_queue", 256)
+    assert settings.model_cache_ttl_ms == 2000
 
 
 def test_a_missing_unit_address_fails_naming_the_variable(environment):
@@ -43,4 +44,14 @@ def test_broker_queue_and_concurrency_come_from_the_environment(environment):
         "amqp://guest:guest@127.0.0.1:5672/%2F", "other_queue", 32)
     environment.setenv("LLMCHATLINKER_MAX_IN_FLIGHT", "0")
     with pytest.raises(RuntimeError, match="LLMCHATLINKER_MAX_IN_FLIGHT"):
+        Settings.from_env()
+
+
+def test_the_model_cache_lifetime_comes_from_the_environment(environment):
+    for name, value in ADDRESSES.items():
+        environment.setenv(name, value)
+    environment.setenv("LLMCHATLINKER_MODEL_CACHE_TTL_MS", "0")
+    assert Settings.from_env().model_cache_ttl_ms == 0
+    environment.setenv("LLMCHATLINKER_MODEL_CACHE_TTL_MS", "-1")
+    with pytest.raises(RuntimeError, match="LLMCHATLINKER_MODEL_CACHE_TTL_MS"):
         Settings.from_env()

@@ -94,6 +94,16 @@ async def test_a_change_made_here_is_read_afresh_even_over_a_read_in_flight(cata
     assert len(llms.reads) == 3  # the read begun after the last change is kept
 
 
+async def test_a_lifetime_of_zero_reads_the_model_every_time_but_still_joins_concurrent_reads():
+    channels = FakeChannels()
+    models = ModelCatalog(channels, ttl_s=0.0, clock=FakeClock())
+    await models.get("m1")
+    await models.get("m1")
+    assert channels.llms.reads == ["m1", "m1"]
+    await asyncio.gather(*(models.get("m1") for _ in range(5)))
+    assert channels.llms.reads == ["m1", "m1", "m1"]
+
+
 async def test_a_failed_read_reaches_every_waiter_and_is_not_kept(catalog):
     models, llms, _ = catalog
     llms.gate.clear()
