@@ -5,6 +5,7 @@ import http.server
 import json
 import socket
 import threading
+import uuid
 
 import grpc
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from llmchatlinker.client import LLMChatLinkerError
 from llmchatlinker.llm.v1 import llm_service_pb2 as llm_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
+from testkit import run_in_thread
 
 OPENAI, OLLAMA = llm_pb2.PROVIDER_KIND_OPENAI, llm_pb2.PROVIDER_KIND_OLLAMA
 KINDS = pytest.mark.parametrize("kind", [OPENAI, OLLAMA], ids=["openai", "ollama"])
@@ -178,6 +180,35 @@ def test_a_provider_that_is_down_is_unavailable(client, conversation, chat_messa
     assert (raised.value.code, raised.value.reason) == (UNAVAILABLE, "PROVIDER_UNREACHABLE")
     assert repr(chat.provider_name) in raised.value.message
     assert chat_messages(chat.chat_id) == []
+
+
+def test_an_attempt_that_failed_for_now_is_not_kept_so_the_same_instruction_runs_again(
+        client, conversation, chat_messages, testkit):
+    port = _closed_port()
+    chat = conversation(f"http://127.0.0.1:{port}/v1/chat/completions")
+    instruction = pb.Instruction(instruction_id=f"retried-{uuid.uuid4().hex}",
+                                 llm_response_generate=chat.generate("Anyone there now?"))
+    with pytest.raises(LLMChatLinkerError) as raised:
+        client.submit(instruction)
+    assert raised.value.code == UNAVAILABLE and chat_messages(chat.chat_id) == []
+
+    with run_in_thread(port=port) as provider:  # the provider is back
+        again = client.submit(instruction)  # the same id: run again, not answered with the failure
+        assert again.llm_response.message.content == "echo: Anyone there now?"
+        assert len(testkit(provider, "requests")) == 1
+    assert [content for _, content, _ in chat_messages(chat.chat_id)] == ["Anyone there now?", "echo: Anyone there now?"]
+
+
+def test_a_final_failure_is_kept_so_the_same_instruction_is_answered_without_running(
+        client, provider_server, conversation, chat_messages, testkit):
+    chat = conversation(provider_server.openai_url, model="m@fail=401")
+    instruction = pb.Instruction(instruction_id=f"refused-{uuid.uuid4().hex}",
+                                 llm_response_generate=chat.generate("Let me in"))
+    for _ in range(2):
+        with pytest.raises(LLMChatLinkerError) as raised:
+            client.submit(instruction)
+        assert raised.value.reason == "PROVIDER_REJECTED_KEY"
+    assert len(testkit(provider_server, "requests")) == 1  # the second answer came from the ledger
 
 
 def test_a_plain_json_body_cut_short_is_a_cut_stream(client, plain_json_provider, conversation, chat_messages):

@@ -25,6 +25,9 @@ from services.orchestrator.record import record_instruction
 Result = orchestrator_pb2.Result
 Instruction = orchestrator_pb2.Instruction
 
+# Status codes of a failed attempt that a retry may well get past.
+RETRYABLE_CODES = frozenset(code.value[0] for code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED))
+
 
 def instruction_id_for(instruction: Instruction, message: Message) -> str:
     """The proto instruction_id, else the AMQP message_id, else the correlation_id, else a new id."""
@@ -63,7 +66,14 @@ class Store:
         The record comes first because it is idempotent (keyed by the instruction id) while the
         ledger entry is what marks the instruction done: a crash between them repeats the record
         harmlessly instead of losing it.
+
+        A result that says "try again" (a unit, its database or the provider unavailable, a
+        deadline passed) is neither recorded nor stored: it is the outcome of this attempt, not of
+        the instruction, so the same instruction sent again runs again (its unit calls carry
+        request ids, so whatever the failed attempt applied is not applied twice).
         """
+        if result.status.code in RETRYABLE_CODES:
+            return result
         await record_instruction(self._channels, instruction, result)
         answer = await self._puts.call(
             db_pb2.PutResultRequest(instruction_id=result.instruction_id, result=result.SerializeToString()))
