@@ -8,8 +8,8 @@ from llmchatlinker.chat.v1 import chat_service_pb2_grpc as pb_grpc
 from services.chat_unit import service
 from services.chat_unit.config import Settings
 from services.chat_unit.errors import DOMAIN
-from services.chat_unit.store import ChatStore, Ledger, open_database
-from services.common.db import Database, run_once
+from services.chat_unit.store import ChatStore, open_database
+from services.common.db import BatchLedger, Database, run_once
 from services.common.errors import DomainError, maps_errors
 from services.common.protoconv import timestamp, timestamp_fields
 from services.common.serving import ThreadedServer, run_threaded_unit
@@ -121,7 +121,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             for append in request.requests
         ]
         with self._database.writing() as connection:
-            ledger = Ledger(connection, pb.AppendMessagesResponse.FromString)
+            ledger = BatchLedger(connection, pb.AppendMessagesResponse.FromString)
             results = service.batch_append_messages(ChatStore(connection), ledger, appends, append_response)
         response = pb.BatchAppendMessagesResponse()
         add_result = response.results.add

@@ -109,7 +109,7 @@ Response = TypeVar("Response")
 
 
 class Ledger(Protocol[Response]):
-    """The request ids a batch transaction answers; store.Ledger is the real one."""
+    """The request ids a batch transaction answers; services.common.db.BatchLedger is the real one."""
 
     def claim(self, request_ids: Iterable[str]) -> dict[str, Response]: ...
     def settle(self, answers: Mapping[str, Response]) -> None: ...

@@ -5,12 +5,10 @@ import itertools
 import pathlib
 import types
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Generic, TypeVar
+from collections.abc import Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy import orm
-from sqlalchemy.dialects import postgresql, sqlite
 
 from services.chat_unit.service import Chat, Message, NewMessage, Role
 from services.common.db import Database, as_utc, request_ledger, utcnow
@@ -140,19 +138,6 @@ _LOCK_LIVE_CHATS = (
     .order_by(_CHATS.c.chat_id)
     .with_for_update()
 )
-_LEDGER_RESPONSES = sa.select(processed_requests.c.request_id, processed_requests.c.response).where(
-    processed_requests.c.request_id.in_(sa.bindparam("request_ids", expanding=True))
-)
-# A claim that meets an id claimed by a concurrent twin waits for the twin's commit and then
-# skips that id instead of failing: on PostgreSQL a failed insert would abort the whole batch.
-_LEDGER_CLAIM_NEW = {
-    name: dialect.insert(processed_requests).on_conflict_do_nothing().returning(processed_requests.c.request_id)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}
-_LEDGER_ANSWER = sa.insert(processed_requests)
-_LEDGER_RELEASE = sa.delete(processed_requests).where(
-    processed_requests.c.request_id.in_(sa.bindparam("request_ids", expanding=True))
-)
 
 
 class ChatStore:
@@ -280,51 +265,6 @@ class ChatStore:
             for chat_seq, user_id in found:
                 members[chat_seq].append(user_id)
         return [_chat(row, members[row.seq]) for row in rows]
-
-
-Response = TypeVar("Response")
-
-
-class Ledger(Generic[Response]):
-    """run_once's request ledger for many request ids in one transaction (the caller commits)."""
-
-    def __init__(self, connection: sa.Connection, decode: Callable[[bytes], Response]):
-        self._connection = connection
-        self._decode = decode
-        self._claimed: list[str] = []
-
-    def claim(self, request_ids: Iterable[str]) -> dict[str, Response]:
-        """Claims the ids not answered before; returns the stored responses of the others.
-
-        Claims in sorted order, so two batches claiming overlapping ids never wait on each other
-        in a cycle. An id a concurrent twin claimed is answered once the twin has committed.
-        """
-        ids = sorted(request_ids)
-        if not ids:
-            return {}
-        now = utcnow()
-        claim = _LEDGER_CLAIM_NEW[self._connection.dialect.name]
-        rows = self._connection.execute(claim, [dict(request_id=r, response=b"", created_at=now) for r in ids])
-        self._claimed = rows.scalars().all()
-        # Claiming first and reading only what could not be claimed: most ids are new.
-        answered = sorted(set(ids).difference(self._claimed))
-        if not answered:
-            return {}
-        stored = self._connection.execute(_LEDGER_RESPONSES, {"request_ids": answered})
-        return {request_id: self._decode(response) for request_id, response in stored}
-
-    def settle(self, answers: Mapping[str, Response]) -> None:
-        """Stores the answers to claimed ids; the other claims (of failed requests) are dropped,
-        so those ids can be used again."""
-        # One delete and one insert, rather than an update per answer.
-        if self._claimed:
-            self._connection.execute(_LEDGER_RELEASE, {"request_ids": self._claimed})
-        if answers:
-            now = utcnow()
-            self._connection.execute(
-                _LEDGER_ANSWER,
-                [dict(request_id=r, response=a.SerializeToString(), created_at=now) for r, a in answers.items()],
-            )
 
 
 def tail_query(chat_id: str, before_seq: int | None, limit: int) -> sa.Select:

@@ -9,7 +9,7 @@ import math
 import pathlib
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -18,6 +18,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import event, orm
+from sqlalchemy.dialects import postgresql, sqlite
 
 MIGRATIONS_ENV = pathlib.Path(__file__).resolve().parent / "migrations"
 Response = TypeVar("Response")
@@ -185,8 +186,18 @@ def _is_alembic_table(diff) -> bool:
 _LEDGER = sa.table("processed_requests", sa.column("request_id"), sa.column("response"), sa.column("created_at"))
 # Built once: building and cache-keying these on every mutation cost more CPU than running them.
 _LEDGER_RESPONSE = sa.select(_LEDGER.c.response).where(_LEDGER.c.request_id == sa.bindparam("request_id"))
-_LEDGER_CLAIM = sa.insert(_LEDGER)
+_LEDGER_INSERT = sa.insert(_LEDGER)
 _LEDGER_ANSWER = sa.update(_LEDGER).where(_LEDGER.c.request_id == sa.bindparam("claimed"))
+_LEDGER_RESPONSES = sa.select(_LEDGER.c.request_id, _LEDGER.c.response).where(
+    _LEDGER.c.request_id.in_(sa.bindparam("request_ids", expanding=True))
+)
+# A claim that meets an id claimed by a concurrent twin waits for the twin's commit and then
+# skips that id instead of failing: on PostgreSQL a failed insert would abort the whole batch.
+_LEDGER_CLAIM_NEW = {
+    name: dialect.insert(_LEDGER).on_conflict_do_nothing().returning(_LEDGER.c.request_id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_LEDGER_RELEASE = sa.delete(_LEDGER).where(_LEDGER.c.request_id.in_(sa.bindparam("request_ids", expanding=True)))
 
 
 def run_once(
@@ -211,7 +222,7 @@ def run_once(
                     if stored is not None:
                         return decode(stored)
                     connection.execute(
-                        _LEDGER_CLAIM, {"request_id": request_id, "response": b"", "created_at": utcnow()}
+                        _LEDGER_INSERT, {"request_id": request_id, "response": b"", "created_at": utcnow()}
                     )
                 response = apply(session)
                 if request_id:
@@ -224,3 +235,46 @@ def run_once(
             if not request_id or attempt:
                 raise
     raise AssertionError("unreachable")
+
+
+class BatchLedger:
+    """run_once's request ledger for many request ids in one transaction (the caller commits):
+    for a batch of mutations that each succeed or fail on their own."""
+
+    def __init__(self, connection: sa.Connection, decode: Callable[[bytes], Response]):
+        self._connection = connection
+        self._decode = decode
+        self._claimed: list[str] = []
+
+    def claim(self, request_ids: Iterable[str]) -> dict[str, Response]:
+        """Claims the ids not answered before; returns the stored responses of the others.
+
+        Claims in sorted order, so two batches claiming overlapping ids never wait on each other
+        in a cycle. An id a concurrent twin claimed is answered once the twin has committed.
+        """
+        ids = sorted(request_ids)
+        if not ids:
+            return {}
+        now = utcnow()
+        claim = _LEDGER_CLAIM_NEW[self._connection.dialect.name]
+        rows = self._connection.execute(claim, [dict(request_id=r, response=b"", created_at=now) for r in ids])
+        self._claimed = rows.scalars().all()
+        # Claiming first and reading only what could not be claimed: most ids are new.
+        answered = sorted(set(ids).difference(self._claimed))
+        if not answered:
+            return {}
+        stored = self._connection.execute(_LEDGER_RESPONSES, {"request_ids": answered})
+        return {request_id: self._decode(response) for request_id, response in stored}
+
+    def settle(self, answers: Mapping[str, Response]) -> None:
+        """Stores the answers to claimed ids; the other claims (of failed requests) are dropped,
+        so those ids can be used again."""
+        # One delete and one insert, rather than an update per answer.
+        if self._claimed:
+            self._connection.execute(_LEDGER_RELEASE, {"request_ids": self._claimed})
+        if answers:
+            now = utcnow()
+            self._connection.execute(
+                _LEDGER_INSERT,
+                [dict(request_id=r, response=a.SerializeToString(), created_at=now) for r, a in answers.items()],
+            )

@@ -10,7 +10,8 @@ DEFAULT_PORT = 50054
 DEFAULT_GENERATION_TIMEOUT_MS = 120_000
 # How long GenerateReply reuses a model and its provider once read from the database. A change
 # made through this replica is seen by the next generation (its writes clear the cache); one made
-# through another replica is seen within this time. 0 reads the database for every generation.
+# through another replica is seen within this time. 0 keeps nothing (generations at the same
+# moment still share one read).
 DEFAULT_MODEL_CACHE_TTL_MS = 2_000
 
 

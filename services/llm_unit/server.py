@@ -16,7 +16,7 @@ from services.common.errors import maps_errors
 from services.common.protoconv import timestamp
 from services.common.serving import SHUTDOWN_GRACE_SECONDS, AsyncServer
 from services.llm_unit import errors, service, store
-from services.llm_unit.cache import ReadCache
+from services.common.readcache import ReadCache
 from services.llm_unit.config import Settings
 from services.llm_unit.errors import DOMAIN
 from services.llm_unit.providers import ProviderClient

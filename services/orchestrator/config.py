@@ -9,7 +9,8 @@ DEFAULT_PORT = 50051
 # Unacknowledged instructions per replica: the broker's prefetch and the cycle's concurrency.
 DEFAULT_MAX_IN_FLIGHT = 256
 # How long a model read from llm_unit is reused: a change through this replica is seen by its next
-# instruction, through another replica within this time. 0 reads the model for every generation.
+# instruction, through another replica within this time. 0 keeps nothing (generations at the
+# same moment still share one read).
 DEFAULT_MODEL_CACHE_TTL_MS = 2_000
 
 

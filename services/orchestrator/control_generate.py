@@ -76,7 +76,7 @@ async def regenerate(run: Run, request: orchestrator_pb2.LlmResponseRegenerate) 
         raise InvalidArgument(f"message {message.message_id!r} was written by a user: give llm_id to choose "
                               "the model that answers", reason="LLM_ID_REQUIRED", messageId=message.message_id)
     llm = await run.joined.models.get(llm_id)
-    history = await _history(run, message.chat_id, request.user_id, max_messages=llm.context_max_messages,
+    history = await _history(run, message.chat_id, "", max_messages=llm.context_max_messages,  # member: checked above
                              max_chars=llm.context_max_chars, before_message_id=message.message_id)
     if not history:
         raise FailedPrecondition(f"no message precedes message {message.message_id!r}: there is nothing to answer",

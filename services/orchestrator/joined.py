@@ -8,7 +8,6 @@ contexts and turns ride in shared batch calls, and a model is read once per MODE
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import grpc
@@ -16,6 +15,7 @@ import grpc
 from llmchatlinker.chat.v1 import chat_service_pb2 as chat_pb2
 from llmchatlinker.llm.v1 import llm_service_pb2 as llm_pb2
 from llmchatlinker.user.v1 import user_service_pb2 as user_pb2
+from services.common.readcache import ReadCache
 from services.orchestrator import record
 from services.orchestrator.batching import Batcher
 from services.orchestrator.channels import UNARY_DEADLINE_S, UnitChannels
@@ -105,38 +105,14 @@ class ModelCatalog:
 
     def __init__(self, channels: UnitChannels, ttl_s: float, clock):
         self._channels = channels
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._models: dict[str, tuple[llm_pb2.Llm, float]] = {}  # llm_id -> (model, expires at)
-        self._reading: dict[str, asyncio.Task[llm_pb2.Llm]] = {}
+        self._models: ReadCache[llm_pb2.Llm] = ReadCache(ttl_s, max_entries=MODEL_ENTRIES, clock=clock)
 
     async def get(self, llm_id: str) -> llm_pb2.Llm:
-        kept = self._models.get(llm_id)
-        if kept is not None and kept[1] > self._clock():
-            return kept[0]
-        reading = self._reading.get(llm_id)
-        if reading is None:
-            reading = asyncio.get_running_loop().create_task(self._read(llm_id))
-            self._reading[llm_id] = reading
-            reading.add_done_callback(lambda done: self._read_ended(llm_id, done))
-        return await asyncio.shield(reading)  # one caller cancelled does not cancel the others' read
+        return await self._models.get(llm_id, lambda: self._read(llm_id))
 
     def changed(self) -> None:
         """A model or provider was changed through this process: read every model afresh."""
         self._models.clear()
-        self._reading.clear()  # reads begun before the change are not kept (see _read)
 
     async def _read(self, llm_id: str) -> llm_pb2.Llm:
-        response = await self._channels.llms.GetLlm(llm_pb2.GetLlmRequest(llm_id=llm_id), timeout=UNARY_DEADLINE_S)
-        if self._reading.get(llm_id) is asyncio.current_task():  # no change since it began
-            self._models.pop(llm_id, None)  # re-inserted last: the dict's order is the eviction order
-            self._models[llm_id] = (response.llm, self._clock() + self._ttl_s)
-            while len(self._models) > MODEL_ENTRIES:
-                del self._models[next(iter(self._models))]
-        return response.llm
-
-    def _read_ended(self, llm_id: str, task: asyncio.Task) -> None:
-        if self._reading.get(llm_id) is task:
-            del self._reading[llm_id]
-        if not task.cancelled():
-            task.exception()  # retrieved: every caller may have gone
+        return (await self._channels.llms.GetLlm(llm_pb2.GetLlmRequest(llm_id=llm_id), timeout=UNARY_DEADLINE_S)).llm

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from services.common.errors import NotFound
-from services.llm_unit.cache import ReadCache
+from services.common.readcache import ReadCache
 
 
 class Clock:
