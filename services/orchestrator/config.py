@@ -3,7 +3,7 @@
 import dataclasses
 
 from services.common import config
-from services.orchestrator import queues
+from services.orchestrator.queue.transport import INSTRUCTION_QUEUE
 
 DEFAULT_PORT = 50051
 # Unacknowledged instructions per replica: the broker's prefetch and the cycle's concurrency.
@@ -24,7 +24,7 @@ class Settings:
     db_unit_addr: str
     # amqp://user:password@host:port/vhost; None runs the cycle on an in-process queue.
     amqp_url: str | None = None
-    queue: str = queues.INSTRUCTION_QUEUE
+    queue: str = INSTRUCTION_QUEUE
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     model_cache_ttl_ms: int = DEFAULT_MODEL_CACHE_TTL_MS
 
@@ -45,7 +45,7 @@ class Settings:
             llm_unit_addr=config.required("LLM_UNIT_ADDR"),
             db_unit_addr=config.required("DB_UNIT_ADDR"),
             amqp_url=config.optional("AMQP_URL", "") or None,
-            queue=config.optional("QUEUE", queues.INSTRUCTION_QUEUE),
+            queue=config.optional("QUEUE", INSTRUCTION_QUEUE),
             max_in_flight=config.integer("MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT),
             model_cache_ttl_ms=config.integer("MODEL_CACHE_TTL_MS", DEFAULT_MODEL_CACHE_TTL_MS),
         )

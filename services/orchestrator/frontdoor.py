@@ -1,8 +1,24 @@
 """The gRPC front door: OrchestratorService.Submit puts an instruction on the queue and streams its results.
 
 The instruction goes through the same durable queue as a legacy client's, with reply_to naming
-this replica's reply queue. When this replica runs it, its events come over the Switchboard
-in-process (every token delta as it arrives); when another replica runs it, they come as replies.
+this replica's reply queue and correlation_id its instruction id. Transport only: the pipeline
+runs it. A Submit call's subscription (Switchboard, keyed by instruction id) goes through:
+
+1. LISTENING: `switchboard.listen(id)` before the publish, so no event can be missed; it also
+   clears an earlier withdrawal of the same id.
+2. QUEUED: published and confirmed; the stream sends the accepted event (sequence 0). A publish
+   that fails ends the call UNAVAILABLE with nothing to withdraw (nothing was accepted).
+3. RUNNING: the pipeline took the message. Run by this replica, its progress events reach the
+   listener in-process (`switchboard.deliver`, every token delta as it arrives); run by another
+   replica, they arrive batched on the reply queue (`switchboard.on_reply`). Each event is
+   renumbered for this stream.
+4. FINISHED: the final result arrives (from the run, or from the ledger for an id seen before);
+   the stream ends and `switchboard.forget(id, finished=True)`.
+5. WITHDRAWN: the caller left before the final result and no other caller listens to the id:
+   `forget(id, finished=False)` cancels the run in progress here, or marks the id so that the
+   pipeline of this replica, when it reaches the message, acknowledges it without running it.
+   Another replica knows nothing of the withdrawal: an instruction it takes still runs there to
+   the end (queued work is durable), and its reply finds no listener here.
 """
 
 from __future__ import annotations
@@ -16,12 +32,11 @@ from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrat
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2_grpc as orchestrator_grpc
 from llmchatlinker.wire import instruction_type_of
 from services.common.errors import Unavailable, maps_errors
-from services.orchestrator import queues
-from services.orchestrator.control_run import DOMAIN
-from services.orchestrator.decode import decode
-from services.orchestrator.fetch import ConnectionLost
-from services.orchestrator.queues import Message
-from services.orchestrator.relay import Switchboard
+from services.common.limits import PROTOBUF
+from services.orchestrator.errors import DOMAIN
+from services.orchestrator.queue.bodies import decode
+from services.orchestrator.queue.switchboard import Switchboard
+from services.orchestrator.queue.transport import ConnectionLost, Message, Transport
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +44,14 @@ SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService
 
 
 class OrchestratorServicer(orchestrator_grpc.OrchestratorServiceServicer):
-    def __init__(self, transport: queues.Transport, switchboard: Switchboard):
+    def __init__(self, transport: Transport, switchboard: Switchboard):
         self._transport = transport
         self._switchboard = switchboard
 
     @maps_errors(DOMAIN)
     async def Submit(self, request: orchestrator_pb2.SubmitRequest, context):
         body = request.instruction.SerializeToString()
-        instruction = decode(body, queues.PROTOBUF)  # a DecodeError is INVALID_ARGUMENT, nothing queued
+        instruction = decode(body, PROTOBUF)  # a DecodeError is INVALID_ARGUMENT, nothing queued
         if not instruction.instruction_id:
             instruction.instruction_id = str(uuid.uuid4())
             body = instruction.SerializeToString()
@@ -47,7 +62,7 @@ class OrchestratorServicer(orchestrator_grpc.OrchestratorServiceServicer):
             try:
                 await self._transport.publish(self._transport.queue, Message(
                     body=body,
-                    content_type=queues.PROTOBUF,
+                    content_type=PROTOBUF,
                     reply_to=self._transport.reply_queue,
                     correlation_id=instruction_id,
                     message_id=instruction_id,

@@ -1,4 +1,4 @@
-"""The orchestrator process: the gRPC front door plus the instruction cycle on RabbitMQ or in-process."""
+"""The orchestrator process: the one place that wires the rooms together (front door, queue, pipeline, instructions, units)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ import uuid
 
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2_grpc as orchestrator_grpc
 from services.common.serving import SHUTDOWN_GRACE_SECONDS, AsyncServer
-from services.orchestrator.channels import UnitChannels
 from services.orchestrator.config import Settings
-from services.orchestrator.control import ControlUnit
-from services.orchestrator.cycle import Cycle
-from services.orchestrator.fetch import AmqpQueue
 from services.orchestrator.frontdoor import SERVICE_NAME, OrchestratorServicer
-from services.orchestrator.inprocess import InProcessQueue
-from services.orchestrator.relay import Switchboard
-from services.orchestrator.store import Store
+from services.orchestrator.instructions.control import ControlUnit
+from services.orchestrator.pipeline.cycle import Cycle
+from services.orchestrator.pipeline.results import Results
+from services.orchestrator.queue.amqp import AmqpQueue
+from services.orchestrator.queue.inprocess import InProcessQueue
+from services.orchestrator.queue.switchboard import Switchboard
+from services.orchestrator.units.channels import UnitChannels
+from services.orchestrator.units.gateways import Units
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,8 @@ class OrchestratorServer:
     async def start(self) -> "OrchestratorServer":
         s = self.settings
         self._channels = UnitChannels.connect(s.user_unit_addr, s.chat_unit_addr, s.llm_unit_addr, s.db_unit_addr)
-        self.cycle = Cycle(self.transport, ControlUnit(self._channels, s.model_cache_ttl_ms / 1000),
-                           Store(self._channels, self.transport),
-                           self.switchboard)
+        units = Units.over(self._channels, s.model_cache_ttl_ms / 1000)
+        self.cycle = Cycle(self.transport, ControlUnit(units), Results(units), self.switchboard)
         self.transport.start(self.cycle.on_message, self.switchboard.on_reply)
         try:
             await self.transport.ready(BROKER_WAIT_SECONDS)

@@ -1,5 +1,6 @@
-"""Fixtures of the orchestrator's cycle tests: real RabbitMQ helpers (a legacy JSON client, a
-cuttable proxy), the four units in-process, the stand-in LLM, and orchestrators on unique queues."""
+"""Fixtures of the orchestrator's tests: real RabbitMQ helpers (a legacy JSON client, a cuttable
+proxy), the four units in-process, the stand-in LLM, a Control Unit wired to them (every unit
+call checked for its deadline), and orchestrators on unique queues."""
 
 from __future__ import annotations
 
@@ -22,12 +23,15 @@ import sqlalchemy
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2_grpc as orchestrator_grpc
 from llmchatlinker.user.v1 import user_service_pb2 as user_pb2
-from services.orchestrator.channels import UnitChannels
+from llmchatlinker.wire import instruction_from_json
+from services.common.limits import PROTOBUF
 from services.orchestrator.config import Settings
+from services.orchestrator.instructions.control import ControlUnit
 from services.orchestrator.server import OrchestratorServer, build_server
+from services.orchestrator.units.channels import GENERATION_DEADLINE_S, UNARY_DEADLINE_S, UnitChannels
+from services.orchestrator.units.gateways import Units
 from testkit import LlmServer
 
-PROTOBUF = "application/x-protobuf"
 # The broker of the root conftest's `amqp_url` fixture (read here too: teardown outlives it).
 AMQP_URL = os.environ.get("LLMCHATLINKER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
@@ -86,9 +90,10 @@ class LegacyClient:
         correlation_id = self.send(json_type, data)
         return json.loads(self.wait([correlation_id])[correlation_id][0])
 
-    def call_proto(self, instruction: orchestrator_pb2.Instruction) -> list[orchestrator_pb2.Result]:
+    def call_proto(self, instruction: orchestrator_pb2.Instruction,
+                   content_type: str = PROTOBUF) -> list[orchestrator_pb2.Result]:
         """Protobuf over AMQP: every Result received, up to and including the final one."""
-        correlation_id = self.publish(instruction.SerializeToString(), content_type=PROTOBUF)
+        correlation_id = self.publish(instruction.SerializeToString(), content_type=content_type)
         bodies = self.wait([correlation_id], final=lambda b: orchestrator_pb2.Result.FromString(b).final)
         return [orchestrator_pb2.Result.FromString(body) for body in bodies[correlation_id]]
 
@@ -323,6 +328,88 @@ async def suite_db(database_target):
                 for unit in UNITS:
                     connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{prefix}_{unit}" CASCADE')
             engine.dispose()
+
+
+class DeadlineChecked:
+    """A stub whose every call must carry a deadline no longer than the allowed one; calls are logged."""
+
+    def __init__(self, stub, calls: list[str]):
+        self._stub = stub
+        self._calls = calls
+
+    def __getattr__(self, method_name: str):
+        method = getattr(self._stub, method_name)
+        limit = GENERATION_DEADLINE_S if method_name == "GenerateReply" else UNARY_DEADLINE_S
+
+        def call(request, **options):
+            timeout = options.get("timeout")
+            assert timeout is not None and 0 < timeout <= limit, f"{method_name} called without a deadline"
+            self._calls.append(method_name)
+            return method(request, **options)
+
+        return call
+
+
+@dataclasses.dataclass
+class ControlHarness:
+    """A Control Unit on running units, executing instructions directly (no queue)."""
+
+    channels: UnitChannels
+    gateways: Units
+    control: ControlUnit
+    provider: LlmServer
+    # Names of the unit methods called, in order.
+    calls: list[str]
+    # Progress events emitted by the last run, in order.
+    events: list[orchestrator_pb2.Result] = dataclasses.field(default_factory=list)
+
+    async def run(self, body: dict | orchestrator_pb2.Instruction, instruction_id: str | None = None) -> orchestrator_pb2.Result:
+        """Executes a legacy JSON body or a typed instruction under a fresh (or the given) id."""
+        instruction = orchestrator_pb2.Instruction()
+        instruction.CopyFrom(body if isinstance(body, orchestrator_pb2.Instruction) else instruction_from_json(body))
+        instruction.instruction_id = instruction_id or str(uuid.uuid4())
+        self.events = []
+        return await self.control.execute(instruction, self.emit)
+
+    async def ok(self, json_type: str, **data) -> orchestrator_pb2.Result:
+        """Runs `{"type": json_type, "data": data}` and fails the test unless it succeeds."""
+        result = await self.run({"type": json_type, "data": data})
+        assert result.status.code == 0, f"{json_type} failed: {result.status}"
+        return result
+
+    async def emit(self, event: orchestrator_pb2.Result) -> None:
+        self.events.append(event)
+
+    # Small builders for the state most tests need.
+    async def user(self, username: str) -> str:
+        return (await self.ok("USER_CREATE", username=username)).user.user_id
+
+    async def chat(self, *user_ids: str, title: str = "Rivers") -> str:
+        return (await self.ok("CHAT_CREATE", title=title, user_ids=list(user_ids))).chat.chat.chat_id
+
+    async def model(self, name: str = "stand-in", provider_name: str | None = None, **limits) -> tuple[str, str]:
+        provider = await self.ok("LLM_PROVIDER_ADD", name=provider_name or f"provider-{uuid.uuid4().hex[:8]}",
+                                 api_endpoint=self.provider.openai_url)
+        provider_id = provider.provider.provider_id
+        llm = await self.ok("LLM_ADD", provider_id=provider_id, llm_name=name, **limits)
+        return provider_id, llm.llm.llm_id
+
+
+@pytest.fixture
+async def units(suite):
+    """A ControlHarness on the `suite` units; every unit call must carry its deadline
+    (grpc.aio has no default deadline, so every test that uses it checks that)."""
+    calls: list[str] = []
+    channels = UnitChannels.connect(*(suite.address(unit) for unit in UNITS))
+    channels.users = DeadlineChecked(channels.users, calls)
+    channels.chats = DeadlineChecked(channels.chats, calls)
+    channels.llms = DeadlineChecked(channels.llms, calls)
+    channels.records = DeadlineChecked(channels.records, calls)
+    gateways = Units.over(channels)
+    try:
+        yield ControlHarness(channels, gateways, ControlUnit(gateways), suite.provider, calls)
+    finally:
+        await channels.close()
 
 
 @pytest.fixture

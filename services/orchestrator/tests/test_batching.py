@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from services.orchestrator import batching
-from services.orchestrator.batching import Batcher
+from services.orchestrator.units import batching
+from services.orchestrator.units.batching import Batcher
 
 
 class Recorder:

@@ -1,0 +1,55 @@
+"""The orchestrator's error domain, and how a failure becomes an instruction's final Result status."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
+from services.common.errors import DomainError, error_info
+
+log = logging.getLogger(__name__)
+
+DOMAIN = "orchestrator.llmchatlinker.dev"
+
+# Readable words for failures that come from the transport rather than a unit's own rules.
+_TRANSPORT_FAILURES = {
+    grpc.StatusCode.UNAVAILABLE: "a unit of the suite is unavailable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "a unit of the suite did not answer in time",
+    grpc.StatusCode.CANCELLED: "a call to a unit was cancelled",
+}
+
+
+def failed_result(instruction_id: str, instruction_type: int, status: orchestrator_pb2.Status,
+                  sequence: int = 0) -> orchestrator_pb2.Result:
+    """The final Result of an instruction that failed with `status`."""
+    return orchestrator_pb2.Result(instruction_id=instruction_id, instruction_type=instruction_type,
+                                   sequence=sequence, final=True, status=status)
+
+
+def orchestrator_status(code: grpc.StatusCode, message: str, reason: str) -> orchestrator_pb2.Status:
+    """A failure the orchestrator itself decides, in its own domain."""
+    return orchestrator_pb2.Status(code=code.value[0], message=message, reason=reason, domain=DOMAIN)
+
+
+def status_of(error: BaseException) -> orchestrator_pb2.Status:
+    """The Result status of a failure.
+
+    A unit's gRPC error keeps its code, message and ErrorInfo (reason, domain). A DomainError
+    raised here (including a DecodeError) gets the orchestrator's domain. Anything else is a bug:
+    logged, and answered INTERNAL without details.
+    """
+    if isinstance(error, DomainError):
+        return orchestrator_status(error.code, error.message, error.reason)
+    if isinstance(error, grpc.aio.AioRpcError):
+        info = error_info(error)
+        if info is not None:
+            return orchestrator_pb2.Status(code=error.code().value[0], message=error.details() or "",
+                                           reason=info.reason, domain=info.domain)
+        # No ErrorInfo: the call failed in transport (unit down, deadline) or the unit crashed.
+        summary = _TRANSPORT_FAILURES.get(error.code(), "a call to a unit failed")
+        details = f": {error.details()}" if error.details() else ""
+        return orchestrator_status(error.code(), summary + details, f"UNIT_{error.code().name}")
+    log.error("instruction failed unexpectedly", exc_info=error)
+    return orchestrator_status(grpc.StatusCode.INTERNAL, "internal error; see the orchestrator log", "INTERNAL")

@@ -1,0 +1,156 @@
+"""The instruction cycle: fetch -> decode -> execute -> store, for many instructions at once.
+
+Each fetched message becomes one asyncio task; the broker's prefetch bounds how many run. Messages
+naming the same chat run one after another, in the order they were fetched; all others overlap.
+A message is acknowledged only after its result is stored and its reply published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
+from llmchatlinker.wire import instruction_type_of
+from services.orchestrator.instructions.catalog import chat_id_of
+from services.orchestrator.instructions.control import ControlUnit
+from services.orchestrator.pipeline.chains import Chains
+from services.orchestrator.pipeline.deltas import delta_route
+from services.orchestrator.pipeline.redelivery import DeliveryPolicy
+from services.orchestrator.pipeline.results import Results, instruction_id_for
+from services.orchestrator.queue.bodies import DecodeError, decode
+from services.orchestrator.queue.replies import Outbox
+from services.orchestrator.queue.switchboard import Switchboard
+from services.orchestrator.queue.transport import Message, Transport
+
+Result = orchestrator_pb2.Result
+Instruction = orchestrator_pb2.Instruction
+
+
+class Cycle:
+    def __init__(self, transport: Transport, control: ControlUnit, results: Results, switchboard: Switchboard):
+        self._transport = transport
+        self._control = control
+        self._results = results
+        self._switchboard = switchboard
+        self._outbox = Outbox(transport)
+        self._policy = DeliveryPolicy(transport, self._outbox, self._answer)
+        self._chains = Chains()
+        self._tasks: set[asyncio.Task] = set()
+        # Instruction id -> the result of its run in progress here, so a duplicate joins it.
+        self._running: dict[str, asyncio.Future[Result | None]] = {}
+
+    # ---- fetch ----
+
+    def on_message(self, message: Message) -> None:
+        """Called on the event loop for each fetched message, in delivery order."""
+        try:
+            instruction = decode(message.body, message.content_type)
+        except DecodeError as error:
+            self._track(asyncio.create_task(
+                self._policy.guarded(message, lambda failure=error: self._policy.reject(message, failure))))
+            return
+        key = chat_id_of(instruction)
+        self._track(self._chains.run(key, lambda: self._policy.guarded(message, lambda: self._cycle(message, instruction))))
+
+    def _track(self, task: asyncio.Task) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout: float) -> None:
+        """Waits for the messages in progress; those still running after `timeout` are cancelled
+        unacknowledged, so the broker gives them to another replica."""
+        self._policy.stop_resting()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    # ---- one instruction ----
+
+    async def _cycle(self, message: Message, instruction: Instruction) -> None:
+        instruction.instruction_id = instruction_id_for(instruction, message)
+        if message.redelivered and await self._settle_redelivery(message, instruction):
+            return
+        result = await self._result_of(message, instruction)
+        if result is not None:
+            await self._answer(message, result)
+        self._transport.ack(message)
+
+    async def _settle_redelivery(self, message: Message, instruction: Instruction) -> bool:
+        """A message delivered before and never acknowledged: maybe it finished (answer from the
+        ledger), maybe it kills whoever runs it. Unfinished ones go back on the queue with their
+        delivery count raised, and at MAX_DELIVERIES to the dead-letter queue."""
+        if instruction.instruction_id in self._running:
+            return False  # still running here (our connection dropped meanwhile): join it
+        stored = await self._results.lookup(instruction.instruction_id)
+        if stored is None:
+            await self._policy.count_failure(message, "the message was delivered and not finished",
+                                             "DELIVERY_LIMIT_REACHED", instruction_type_of(instruction))
+            return True
+        await self._answer(message, stored)
+        self._transport.ack(message)
+        return True
+
+    async def _result_of(self, message: Message, instruction: Instruction) -> Result | None:
+        """The instruction's final result: from a run in progress here, the ledger, or a new run."""
+        instruction_id = instruction.instruction_id
+        running = self._running.get(instruction_id)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[Result | None] = asyncio.get_running_loop().create_future()
+        self._running[instruction_id] = future
+        try:
+            result = await self._results.lookup(instruction_id)
+            if result is None and not self._withdrawn(message, instruction_id):
+                result = await self._execute(message, instruction)
+                if result is not None:
+                    result = await self._results.keep(instruction, result)
+            future.set_result(result)
+            return result
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # a duplicate may not be waiting; don't warn about it
+            raise
+        finally:
+            del self._running[instruction_id]
+
+    def _withdrawn(self, message: Message, instruction_id: str) -> bool:
+        """A Submit call of this replica that was cancelled before its instruction ran here."""
+        return message.reply_to == self._transport.reply_queue and self._switchboard.is_withdrawn(instruction_id)
+
+    async def _execute(self, message: Message, instruction: Instruction) -> Result | None:
+        """Runs the Control Unit; None when the Submit caller cancelled it meanwhile."""
+        instruction_id = instruction.instruction_id
+        deltas = delta_route(self._transport, self._switchboard, message, instruction_id)
+        sequence = 0  # 0 is the accepted event
+
+        async def emit(event: Result) -> None:
+            nonlocal sequence
+            sequence += 1
+            event.instruction_id, event.sequence = instruction_id, sequence
+            deltas.delta(event)
+
+        execution = asyncio.create_task(self._control.execute(instruction, emit))
+        self._switchboard.executing(instruction_id, execution)
+        try:
+            await asyncio.wait({execution})
+        except asyncio.CancelledError:
+            execution.cancel()
+            raise
+        finally:
+            self._switchboard.executed(instruction_id, execution)
+            deltas.flush()
+        if execution.cancelled():
+            return None
+        result = execution.result()
+        result.instruction_id, result.sequence, result.final = instruction_id, sequence + 1, True
+        return result
+
+    async def _answer(self, message: Message, result: Result) -> None:
+        """The final result to its caller: in-process to a Submit call of this replica, else to reply_to."""
+        if message.reply_to == self._transport.reply_queue:
+            self._switchboard.deliver(result.instruction_id, result)
+            return  # our own reply queue: nobody else reads it
+        await self._outbox.reply(message, result)

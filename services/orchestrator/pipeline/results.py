@@ -1,0 +1,62 @@
+"""Store: each final result is recorded for its users and kept in the ledger, linked to its instruction id.
+
+The ledger is what makes a redelivered instruction answer from memory instead of running again.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+
+from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
+from services.common.limits import bounded_id
+from services.orchestrator.instructions.recording import record_instruction
+from services.orchestrator.queue.transport import Message
+from services.orchestrator.units.gateways import Units
+
+Result = orchestrator_pb2.Result
+Instruction = orchestrator_pb2.Instruction
+
+# Status codes of a failed attempt that a retry may well get past.
+RETRYABLE_CODES = frozenset(code.value[0] for code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED))
+
+
+def instruction_id_for(instruction: Instruction, message: Message) -> str:
+    """The proto instruction_id, else the AMQP message_id, else the correlation_id, else a new id."""
+    for candidate in (instruction.instruction_id, message.message_id, message.correlation_id):
+        if candidate:
+            return bounded_id(candidate)
+    return str(uuid.uuid4())
+
+
+class Results:
+    """Final results in db_unit's ledger (first writer wins), and the instruction records they make."""
+
+    def __init__(self, units: Units):
+        self._units = units
+
+    async def lookup(self, instruction_id: str) -> Result | None:
+        """The stored final result of an instruction, or None when it has not finished."""
+        stored = await self._units.ledger.lookup(instruction_id)
+        return None if stored is None else Result.FromString(stored)
+
+    async def keep(self, instruction: Instruction, result: Result) -> Result:
+        """Records the instruction for its users, then stores the result; returns the stored one,
+        which is another run's when that run stored first.
+
+        The record comes first because it is idempotent (keyed by the instruction id) while the
+        ledger entry is what marks the instruction done: a crash between them repeats the record
+        harmlessly instead of losing it.
+
+        A result that says "try again" (a unit, its database or the provider unavailable, a
+        deadline passed) is neither recorded nor stored: it is the outcome of this attempt, not of
+        the instruction, so the same instruction sent again runs again (its unit calls carry
+        request ids, so whatever the failed attempt applied is not applied twice).
+        """
+        if result.status.code in RETRYABLE_CODES:
+            return result
+        await record_instruction(self._units, instruction, result)
+        serialized = result.SerializeToString()
+        stored = await self._units.ledger.put(result.instruction_id, serialized)
+        return result if stored is serialized else Result.FromString(stored)

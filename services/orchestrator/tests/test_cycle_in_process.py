@@ -1,0 +1,89 @@
+"""The cycle on the embedded in-process queue (no RabbitMQ): CRUD, a streamed generation, chat order."""
+
+import asyncio
+import json
+
+from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
+from services.orchestrator.pipeline.chains import Chains
+from services.orchestrator.queue.transport import Message
+
+REPLIES = "test-replies"
+
+
+async def test_chains_keep_one_keys_order_and_overlap_other_keys():
+    events = []
+    gate = asyncio.Event()
+
+    async def work(name, wait=False):
+        events.append(f"start {name}")
+        if wait:
+            await gate.wait()
+        events.append(f"end {name}")
+
+    chains = Chains()
+    tasks = [chains.run("chat-1", lambda: work("a1", wait=True)), chains.run("chat-1", lambda: work("a2")),
+             chains.run("chat-2", lambda: work("b1")), chains.run("", lambda: work("free"))]
+    await asyncio.wait(tasks[2:])
+    assert "end b1" in events and "end free" in events and "start a2" not in events  # a2 waits for a1 only
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert events.index("end a1") < events.index("start a2")
+
+
+async def test_without_a_broker_the_same_cycle_runs_crud_and_a_generation(suite, orchestrators, submit_stub, submit):
+    server = await orchestrators(suite, amqp_url=None)
+    async with submit_stub(server) as stub:
+        [accepted, created] = await submit(stub, pb.Instruction(user_create=pb.UserCreate(username="Ada")))
+        assert accepted.sequence == 0 and accepted.HasField("accepted")
+        assert created.final and created.status.code == 0 and created.user.username == "ada"
+        user_id = created.user.user_id
+        chat = (await submit(stub, pb.Instruction(chat_create=pb.ChatCreate(title="t", user_ids=[user_id]))))[-1]
+        provider = (await submit(stub, pb.Instruction(llm_provider_add=pb.LlmProviderAdd(
+            name="stand-in", api_endpoint=suite.provider.openai_url))))[-1]
+        llm = (await submit(stub, pb.Instruction(llm_add=pb.LlmAdd(
+            provider_id=provider.provider.provider_id, llm_name="echo"))))[-1]
+        events = await submit(stub, pb.Instruction(llm_response_generate=pb.LlmResponseGenerate(
+            user_id=user_id, chat_id=chat.chat.chat.chat_id, llm_id=llm.llm.llm_id, user_input="hello there")))
+
+    final = events[-1]
+    assert final.final and final.status.code == 0
+    assert final.llm_response.message.content == "echo: hello there"
+    deltas = [e for e in events[1:-1] if e.HasField("delta")]
+    assert deltas and "".join(d.delta.content for d in deltas) == "echo: hello there"
+    assert [e.sequence for e in events] == list(range(len(events)))
+
+    # A legacy JSON message on the in-process queue, answered on the reply queue it names.
+    server.transport.publish_nowait(server.transport.queue, Message(
+        body=json.dumps({"type": "USER_LIST", "data": {}}).encode(), reply_to=REPLIES, correlation_id="c-1"))
+    reply = await asyncio.wait_for(server.transport.queue_named(REPLIES).get(), 60)
+    assert reply.correlation_id == "c-1"
+    body = json.loads(reply.body)
+    assert body["status"] == "success" and [u["username"] for u in body["data"]["users"]] == ["ada"]
+
+
+async def test_instructions_on_one_chat_apply_in_the_order_they_were_queued(suite, orchestrators, submit_stub, submit):
+    server = await orchestrators(suite, amqp_url=None)
+    async with submit_stub(server) as stub:
+        user_id = (await submit(stub, pb.Instruction(user_create=pb.UserCreate(username="ada"))))[-1].user.user_id
+        chat_id = (await submit(stub, pb.Instruction(chat_create=pb.ChatCreate(
+            title="t", user_ids=[user_id]))))[-1].chat.chat.chat_id
+        provider_id = (await submit(stub, pb.Instruction(llm_provider_add=pb.LlmProviderAdd(
+            name="p", api_endpoint=suite.provider.openai_url))))[-1].provider.provider_id
+        # The later the message, the faster its model answers: only serialisation keeps the order.
+        llm_ids = [(await submit(stub, pb.Instruction(llm_add=pb.LlmAdd(
+            provider_id=provider_id, llm_name=f"m{i}@latency_ms={200 - 40 * i}"))))[-1].llm.llm_id for i in range(5)]
+
+    for i, llm_id in enumerate(llm_ids):
+        server.transport.publish_nowait(server.transport.queue, Message(
+            body=pb.Instruction(llm_response_generate=pb.LlmResponseGenerate(
+                user_id=user_id, chat_id=chat_id, llm_id=llm_id, user_input=f"turn {i}")).SerializeToString(),
+            content_type="application/x-protobuf", reply_to=REPLIES, correlation_id=f"g{i}"))
+    replies = server.transport.queue_named(REPLIES)
+    finals = 0
+    while finals < 5:
+        finals += pb.Result.FromString((await asyncio.wait_for(replies.get(), 60)).body).final
+
+    async with submit_stub(server) as stub:
+        loaded = (await submit(stub, pb.Instruction(chat_load=pb.ChatLoad(chat_id=chat_id))))[-1]
+    contents = [m.content for m in loaded.chat.messages]
+    assert contents == [text for i in range(5) for text in (f"turn {i}", f"echo: turn {i}")]

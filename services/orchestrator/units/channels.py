@@ -1,0 +1,88 @@
+"""One gRPC channel per unit, opened at start-up, with retries on UNAVAILABLE and keepalive."""
+
+import asyncio
+import json
+
+import grpc
+
+from llmchatlinker.chat.v1 import chat_service_pb2_grpc as chat_grpc
+from llmchatlinker.db.v1 import db_service_pb2_grpc as db_grpc
+from llmchatlinker.llm.v1 import llm_service_pb2_grpc as llm_grpc
+from llmchatlinker.user.v1 import user_service_pb2_grpc as user_grpc
+from services.common.limits import MESSAGE_SIZE_OPTIONS
+
+# Seconds every unary call to a unit may take, retries included.
+UNARY_DEADLINE_S = 10.0
+# Seconds a whole LLM generation may take, from the request to the last token.
+GENERATION_DEADLINE_S = 300.0
+
+# Every unit method may be retried on UNAVAILABLE: reads are safe, and each mutation carries a
+# request id that the unit answers from memory when it sees it again. GenerateReply is the
+# exception: the LLM unit reports an unreachable or overloaded provider as UNAVAILABLE too, and
+# repeating a generation there would multiply the load on a provider that is already failing.
+_RETRY_POLICY = {
+    "maxAttempts": 4,
+    "initialBackoff": "0.1s",
+    "maxBackoff": "2s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+SERVICE_CONFIG = json.dumps({
+    "methodConfig": [
+        {
+            "name": [
+                {"service": "llmchatlinker.user.v1.UserService"},
+                {"service": "llmchatlinker.chat.v1.ChatService"},
+                {"service": "llmchatlinker.llm.v1.LlmService"},
+                {"service": "llmchatlinker.db.v1.RecordService"},
+            ],
+            "retryPolicy": _RETRY_POLICY,
+        },
+        # A method-level entry overrides the service-level one: no retry policy here.
+        {"name": [{"service": "llmchatlinker.llm.v1.LlmService", "method": "GenerateReply"}]},
+    ]
+})
+
+CHANNEL_OPTIONS = [
+    ("grpc.service_config", SERVICE_CONFIG),
+    ("grpc.enable_retries", 1),
+    # Ping an idle connection every 30 s so a dead peer is noticed before the next call; the
+    # units' servers accept pings every 10 s (services/common/serving.py).
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    *MESSAGE_SIZE_OPTIONS,
+]
+
+
+class UnitChannels:
+    """The orchestrator's clients of the four units; `connect()` inside the event loop that uses them."""
+
+    def __init__(self, user: grpc.aio.Channel, chat: grpc.aio.Channel, llm: grpc.aio.Channel,
+                 db: grpc.aio.Channel):
+        self._channels = (user, chat, llm, db)
+        self.users = user_grpc.UserServiceStub(user)
+        self.chats = chat_grpc.ChatServiceStub(chat)
+        self.llms = llm_grpc.LlmServiceStub(llm)
+        self.records = db_grpc.RecordServiceStub(db)
+
+    @classmethod
+    def connect(cls, user_addr: str, chat_addr: str, llm_addr: str, db_addr: str) -> "UnitChannels":
+        """Opens the channels (connections are made lazily, on the first call)."""
+        return cls(*(grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+                     for address in (user_addr, chat_addr, llm_addr, db_addr)))
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Waits until every unit is connected; raises asyncio.TimeoutError after `timeout` seconds."""
+        await asyncio.wait_for(asyncio.gather(*(channel.channel_ready() for channel in self._channels)), timeout)
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+    async def __aenter__(self) -> "UnitChannels":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
