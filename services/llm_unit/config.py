@@ -26,11 +26,9 @@ class Settings(UnitSettings):
 
     @classmethod
     def from_env(cls) -> "Settings":
-        timeout_ms = config.integer("LLM_UNIT_GENERATION_TIMEOUT_MS", DEFAULT_GENERATION_TIMEOUT_MS)
-        if timeout_ms <= 0:
-            raise RuntimeError('environment variable "LLMCHATLINKER_LLM_UNIT_GENERATION_TIMEOUT_MS" must be positive')
-        cache_ttl_ms = config.integer("LLM_UNIT_MODEL_CACHE_TTL_MS", DEFAULT_MODEL_CACHE_TTL_MS)
-        if cache_ttl_ms < 0:
-            raise RuntimeError('environment variable "LLMCHATLINKER_LLM_UNIT_MODEL_CACHE_TTL_MS" must not be negative')
-        return cls.read_env("LLM_UNIT", DEFAULT_PORT, generation_timeout_ms=timeout_ms,
-                            model_cache_ttl_ms=cache_ttl_ms)
+        return cls.read_env(
+            "LLM_UNIT", DEFAULT_PORT,
+            generation_timeout_ms=config.milliseconds("LLM_UNIT_GENERATION_TIMEOUT_MS", DEFAULT_GENERATION_TIMEOUT_MS,
+                                                      minimum=1),
+            model_cache_ttl_ms=config.milliseconds("LLM_UNIT_MODEL_CACHE_TTL_MS", DEFAULT_MODEL_CACHE_TTL_MS),
+        )
