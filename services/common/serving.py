@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common import limits
+from services.common.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,8 @@ class AsyncServer:
 def run_threaded_unit(name: str, settings_from_env: Callable[[], object], build_server: Callable[[object], ThreadedServer]) -> None:
     """The main() of a thread-pool unit: settings from the environment (a missing variable
     ends the process naming it), then serve until SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        configure_logging()
         settings = settings_from_env()
     except RuntimeError as error:
         sys.exit(f"{name}: {error}")

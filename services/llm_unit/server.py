@@ -13,6 +13,7 @@ from llmchatlinker.llm.v1 import llm_service_pb2_grpc as pb_grpc
 from services.common import paging
 from services.common.db import Database
 from services.common.errors import maps_errors
+from services.common.logs import configure_logging
 from services.common.protoconv import timestamp
 from services.common.serving import SHUTDOWN_GRACE_SECONDS, AsyncServer
 from services.llm_unit import errors, service, store
@@ -251,8 +252,8 @@ def build_server(settings: Settings) -> LlmUnitServer:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        configure_logging()
         settings = Settings.from_env()
     except RuntimeError as error:
         raise SystemExit(f"llm_unit: {error}") from None

@@ -1,8 +1,10 @@
 """The settings readers: defaults when unset, and an error naming the variable for each bad value."""
 
+import logging
+
 import pytest
 
-from services.common import config
+from services.common import config, logs
 from services.common.config import SettingError
 
 
@@ -113,3 +115,21 @@ def test_unit_settings_check_the_database_url(monkeypatch):
 
     with pytest.raises(SettingError, match="LLMCHATLINKER_CHAT_UNIT_DATABASE_URL"):
         config.UnitSettings.read_env("CHAT_UNIT", 50053)
+
+
+def test_the_log_level_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("LLMCHATLINKER_LOG_LEVEL", "warning")
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+
+    logs.configure_logging()
+
+    assert root.level == logging.WARNING
+
+
+def test_an_unknown_log_level_is_named(monkeypatch):
+    monkeypatch.setenv("LLMCHATLINKER_LOG_LEVEL", "chatty")
+
+    with pytest.raises(SettingError, match='"LLMCHATLINKER_LOG_LEVEL" must be one of DEBUG, INFO, WARNING'):
+        logs.configure_logging()
