@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from services import healthcheck
 from services.chat_unit import config as chat_unit_config
-from services.common import config
+from services.common import config, deadlines
 from services.db_unit import config as db_unit_config
 from services.llm_unit import config as llm_unit_config
 from services.orchestrator import config as orchestrator_config
@@ -41,9 +41,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_DATA_DIR = "var/data"
 TEST_LLM = "test_llm"
 DEFAULT_TEST_LLM_PORT = 8089
-# A service drains in-flight calls for up to 10 s after SIGTERM (services.common.serving).
-STOP_GRACE_SECONDS = 15.0
-READY_TIMEOUT_SECONDS = 60.0
+STOP_GRACE_SECONDS = deadlines.LAUNCHER_STOP_GRACE_SECONDS
+READY_TIMEOUT_SECONDS = deadlines.LAUNCHER_READY_SECONDS
 _POLL_SECONDS = 0.2
 T = TypeVar("T")
 

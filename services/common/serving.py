@@ -13,12 +13,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common import limits
+from services.common.deadlines import SHUTDOWN_GRACE_SECONDS
 from services.common.logs import configure_logging
 
 log = logging.getLogger(__name__)
-
-# Seconds that in-flight RPCs get to finish after SIGTERM.
-SHUTDOWN_GRACE_SECONDS = 10.0
 
 # Message limits and keepalive shared by every server of the suite.
 SERVER_OPTIONS = [

@@ -2,12 +2,13 @@
 
 from dataclasses import dataclass
 
-from services.common import config
+from services.common import config, deadlines
 from services.common.config import UnitSettings
 
 DEFAULT_PORT = 50054
-# Overall deadline of one generation when the request gives none (GenerateReplyRequest.timeout_ms).
-DEFAULT_GENERATION_TIMEOUT_MS = 120_000
+# Overall deadline of one generation when the request gives none (GenerateReplyRequest.timeout_ms);
+# its place among the suite's other deadlines is explained in services/common/deadlines.py.
+DEFAULT_GENERATION_TIMEOUT_MS = round(deadlines.PROVIDER_REPLY_SECONDS * 1000)
 # How long GenerateReply reuses a model and its provider once read from the database. A change
 # made through this replica is seen by the next generation (its writes clear the cache); one made
 # through another replica is seen within this time. 0 keeps nothing (generations at the same

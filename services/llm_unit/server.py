@@ -12,10 +12,11 @@ from llmchatlinker.llm.v1 import llm_service_pb2 as pb
 from llmchatlinker.llm.v1 import llm_service_pb2_grpc as pb_grpc
 from services.common import paging
 from services.common.db import Database
+from services.common.deadlines import SHUTDOWN_GRACE_SECONDS
 from services.common.errors import maps_errors
 from services.common.logs import configure_logging
 from services.common.protoconv import timestamp
-from services.common.serving import SHUTDOWN_GRACE_SECONDS, AsyncServer
+from services.common.serving import AsyncServer
 from services.llm_unit import errors, service, store
 from services.common.readcache import ReadCache
 from services.llm_unit.config import Settings
