@@ -96,7 +96,7 @@ def service_environment(service: str, environ: Mapping[str, str]) -> dict[str, s
     url_name, schema_name = variable(service, "DATABASE_URL"), variable(service, "DATABASE_SCHEMA")
     shared_url = _read(config.url, "DATABASE_URL", schemes=config.DATABASE_SCHEMES, environ=env)
     if shared_url:
-        if shared_url.startswith("sqlite"):
+        if shared_url.lower().startswith("sqlite"):
             raise SystemExit(f"{config.PREFIX}DATABASE_URL is shared by the four units, so it must be a PostgreSQL "
                              f"URL; for SQLite files leave it unset (they go to {config.PREFIX}DATA_DIR)")
         env[url_name] = shared_url
