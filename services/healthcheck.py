@@ -8,10 +8,10 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-DEFAULT_TIMEOUT_SECONDS = 3.0
+from services.common.deadlines import HEALTH_CHECK_SECONDS
 
 
-def status(address: str, service: str = "", timeout: float = DEFAULT_TIMEOUT_SECONDS) -> str:
+def status(address: str, service: str = "", timeout: float = HEALTH_CHECK_SECONDS) -> str:
     """The health status name ("SERVING", "NOT_SERVING", ...), or the gRPC error code's name."""
     with grpc.insecure_channel(address) as channel:
         try:
@@ -22,7 +22,7 @@ def status(address: str, service: str = "", timeout: float = DEFAULT_TIMEOUT_SEC
     return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
 
-def is_serving(address: str, service: str = "", timeout: float = DEFAULT_TIMEOUT_SECONDS) -> bool:
+def is_serving(address: str, service: str = "", timeout: float = HEALTH_CHECK_SECONDS) -> bool:
     return status(address, service, timeout) == "SERVING"
 
 

@@ -17,51 +17,68 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from services import healthcheck
+from services.chat_unit import config as chat_unit_config
+from services.common import config, deadlines
+from services.db_unit import config as db_unit_config
+from services.llm_unit import config as llm_unit_config
+from services.orchestrator import config as orchestrator_config
+from services.user_unit import config as user_unit_config
 
-PREFIX = "LLMCHATLINKER_"
 UNITS = ("user_unit", "chat_unit", "llm_unit", "db_unit")
 # Started in this order and stopped in reverse: the front door goes first on the way down.
 SERVICES = (*UNITS, "orchestrator")
-DEFAULT_PORTS = {"orchestrator": 50051, "user_unit": 50052, "chat_unit": 50053, "llm_unit": 50054, "db_unit": 50055}
+DEFAULT_PORTS = {
+    "orchestrator": orchestrator_config.DEFAULT_PORT,
+    "user_unit": user_unit_config.DEFAULT_PORT,
+    "chat_unit": chat_unit_config.DEFAULT_PORT,
+    "llm_unit": llm_unit_config.DEFAULT_PORT,
+    "db_unit": db_unit_config.DEFAULT_PORT,
+}
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_DATA_DIR = "var/data"
 TEST_LLM = "test_llm"
 DEFAULT_TEST_LLM_PORT = 8089
-# A service drains in-flight calls for up to 10 s after SIGTERM (services.common.serving).
-STOP_GRACE_SECONDS = 15.0
-READY_TIMEOUT_SECONDS = 60.0
+STOP_GRACE_SECONDS = deadlines.LAUNCHER_STOP_GRACE_SECONDS
+READY_TIMEOUT_SECONDS = deadlines.LAUNCHER_READY_SECONDS
 _POLL_SECONDS = 0.2
+T = TypeVar("T")
 
 
 def variable(service: str, setting: str) -> str:
     """LLMCHATLINKER_USER_UNIT_DATABASE_URL and the like."""
-    return f"{PREFIX}{service.upper()}_{setting}"
+    return config.PREFIX + _setting(service, setting)
 
 
-def _get(environ: Mapping[str, str], name: str) -> str:
-    return environ.get(name, "").strip()
+def _setting(service: str, setting: str) -> str:
+    """USER_UNIT_DATABASE_URL and the like: a name as services.common.config's readers take it."""
+    return f"{service.upper()}_{setting}"
+
+
+def _read(reader: Callable[..., T], *args, **kwargs) -> T:
+    """A setting read through services.common.config; a bad one ends the command, naming it."""
+    try:
+        return reader(*args, **kwargs)
+    except config.SettingError as error:
+        raise SystemExit(str(error)) from None
 
 
 def port(service: str, environ: Mapping[str, str]) -> int:
-    raw = _get(environ, variable(service, "PORT"))
-    try:
-        return int(raw) if raw else DEFAULT_PORTS[service]
-    except ValueError:
-        raise SystemExit(f'environment variable "{variable(service, "PORT")}" must be a whole number, not {raw!r}')
+    return _read(config.port, _setting(service, "PORT"), DEFAULT_PORTS[service], environ)
 
 
 def address(service: str, environ: Mapping[str, str]) -> str:
     """Where to reach a service started here: a wildcard listen host is reached on loopback."""
-    host = _get(environ, PREFIX + "HOST") or DEFAULT_HOST
+    host = config.optional("HOST", DEFAULT_HOST, environ)
     if host in ("0.0.0.0", "::", "[::]"):
         host = "127.0.0.1"
     return f"{host}:{port(service, environ)}"
 
 
 def data_dir(environ: Mapping[str, str]) -> pathlib.Path:
-    return pathlib.Path(_get(environ, PREFIX + "DATA_DIR") or DEFAULT_DATA_DIR).resolve()
+    return pathlib.Path(config.optional("DATA_DIR", DEFAULT_DATA_DIR, environ)).resolve()
 
 
 def service_environment(service: str, environ: Mapping[str, str]) -> dict[str, str]:
@@ -71,19 +88,19 @@ def service_environment(service: str, environ: Mapping[str, str]) -> dict[str, s
     env = dict(environ)
     if service == "orchestrator":
         for unit in UNITS:
-            if not _get(env, variable(unit, "ADDR")):
+            if not config.optional(_setting(unit, "ADDR"), "", env):
                 env[variable(unit, "ADDR")] = address(unit, environ)
         return env
-    url_name, schema_name = variable(service, "DATABASE_URL"), variable(service, "DATABASE_SCHEMA")
-    if _get(env, url_name):
+    if config.optional(_setting(service, "DATABASE_URL"), "", env):
         return env
-    shared_url = _get(env, PREFIX + "DATABASE_URL")
+    url_name, schema_name = variable(service, "DATABASE_URL"), variable(service, "DATABASE_SCHEMA")
+    shared_url = _read(config.url, "DATABASE_URL", schemes=config.DATABASE_SCHEMES, environ=env)
     if shared_url:
-        if shared_url.startswith("sqlite"):
-            raise SystemExit(f"{PREFIX}DATABASE_URL is shared by the four units, so it must be a PostgreSQL "
-                             f"URL; for SQLite files leave it unset (they go to {PREFIX}DATA_DIR)")
+        if shared_url.lower().startswith("sqlite"):
+            raise SystemExit(f"{config.PREFIX}DATABASE_URL is shared by the four units, so it must be a PostgreSQL "
+                             f"URL; for SQLite files leave it unset (they go to {config.PREFIX}DATA_DIR)")
         env[url_name] = shared_url
-        if not _get(env, schema_name):
+        if not config.optional(_setting(service, "DATABASE_SCHEMA"), "", env):
             env[schema_name] = service  # one database, a schema per unit
     else:
         env[url_name] = f"sqlite:///{data_dir(environ) / (service + '.db')}"
@@ -91,9 +108,9 @@ def service_environment(service: str, environ: Mapping[str, str]) -> dict[str, s
 
 
 def describe_storage(environ: Mapping[str, str]) -> str:
-    database = ("PostgreSQL, a schema per unit" if _get(environ, PREFIX + "DATABASE_URL")
+    database = ("PostgreSQL, a schema per unit" if config.optional("DATABASE_URL", "", environ)
                 else f"SQLite files in {data_dir(environ)}")
-    queue = "RabbitMQ" if _get(environ, PREFIX + "AMQP_URL") else "in-process queue"
+    queue = "RabbitMQ" if config.optional("AMQP_URL", "", environ) else "in-process queue"
     return f"{database}; {queue}"
 
 

@@ -15,7 +15,8 @@ SERVICES = ("orchestrator", "user_unit", "chat_unit", "llm_unit", "db_unit")
 PORTS = {"orchestrator": 50051, "user_unit": 50052, "chat_unit": 50053, "llm_unit": 50054, "db_unit": 50055}
 # The oldest Kubernetes with native gRPC probes enabled by default (beta in 1.24, GA in 1.27).
 KUBERNETES_VERSION = "1.27"
-_SETTING = re.compile(r"""config\.(required|optional|integer|listen_address)\(\s*["']([A-Z0-9_]+)["']""")
+_SETTING = re.compile(
+    r"""config\.(required|optional|integer|milliseconds|url|choice|port|listen_address)\(\s*["']([A-Z0-9_]+)["']""")
 # UnitSettings.read_env("USER_UNIT", ...) reads USER_UNIT_PORT, _DATABASE_URL (required), _DATABASE_SCHEMA.
 _UNIT_SETTINGS = re.compile(r"""read_env\(\s*["']([A-Z0-9_]+)["']""")
 

@@ -9,11 +9,10 @@ from typing import NamedTuple, Protocol, TypeVar
 from services.chat_unit.errors import ChatNotFound, MessageNotFound, MessageNotInChat, NotAChatMember
 from services.common import paging
 from services.common.errors import DomainError, InvalidArgument
+from services.common.limits import MAX_ID_CHARS
 
 TITLE_MAX_CHARS = 200
 MEMBERS_MAX = 100
-ID_MAX_CHARS = 128
-REQUEST_ID_MAX_CHARS = 128
 MESSAGES_PER_APPEND_MAX = 10
 CONTENT_MAX_CHARS = 1_000_000
 MESSAGE_PAGE_DEFAULT, MESSAGE_PAGE_MAX = 100, 1000
@@ -116,9 +115,9 @@ class Ledger(Protocol[Response]):
 
 
 def check_request_id(request_id: str) -> str:
-    if len(request_id) > REQUEST_ID_MAX_CHARS or NUL in request_id:
+    if len(request_id) > MAX_ID_CHARS or NUL in request_id:
         raise InvalidArgument(
-            f"request_id must be at most {REQUEST_ID_MAX_CHARS} characters, without NUL", reason="INVALID_REQUEST_ID"
+            f"request_id must be at most {MAX_ID_CHARS} characters, without NUL", reason="INVALID_REQUEST_ID"
         )
     return request_id
 
@@ -331,21 +330,21 @@ def _check_new_message(index: int, message: NewMessage) -> None:
     if NUL in message.content:
         raise InvalidArgument(f"{where}.content must not contain NUL characters", reason="INVALID_CONTENT")
     for field, value in (("user_id", message.user_id), ("llm_id", message.llm_id)):
-        if len(value) > ID_MAX_CHARS or NUL in value:
+        if len(value) > MAX_ID_CHARS or NUL in value:
             raise InvalidArgument(
-                f"{where}.{field} must be at most {ID_MAX_CHARS} characters, without NUL",
+                f"{where}.{field} must be at most {MAX_ID_CHARS} characters, without NUL",
                 reason=f"INVALID_{field.upper()}",
             )
 
 
 def _is_id(value: str) -> bool:
-    return bool(value.strip()) and len(value) <= ID_MAX_CHARS and NUL not in value
+    return bool(value.strip()) and len(value) <= MAX_ID_CHARS and NUL not in value
 
 
 def _required_id(field: str, value: str, reason: str | None = None) -> str:
     if not _is_id(value):
         raise InvalidArgument(
-            f"{field} must be a non-blank id of at most {ID_MAX_CHARS} characters, without NUL (got {value!r:.40})",
+            f"{field} must be a non-blank id of at most {MAX_ID_CHARS} characters, without NUL (got {value!r:.40})",
             reason=reason or f"INVALID_{field.upper()}",
         )
     return value

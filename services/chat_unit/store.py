@@ -12,6 +12,7 @@ from sqlalchemy import orm
 
 from services.chat_unit.service import Chat, Message, NewMessage, Role
 from services.common.db import Database, as_utc, request_ledger, utcnow
+from services.common.limits import MAX_ID_CHARS
 
 MIGRATIONS = pathlib.Path(__file__).resolve().parent / "migrations"
 
@@ -46,7 +47,7 @@ class ChatMemberRow(Base):
     __table_args__ = (sa.Index("ix_chat_members_user_id_chat_seq", "user_id", "chat_seq"),)
 
     chat_seq: orm.Mapped[int] = orm.mapped_column(SeqType, sa.ForeignKey("chats.seq"), primary_key=True)
-    user_id: orm.Mapped[str] = orm.mapped_column(sa.String(128), primary_key=True)
+    user_id: orm.Mapped[str] = orm.mapped_column(sa.String(MAX_ID_CHARS), primary_key=True)
     position: orm.Mapped[int] = orm.mapped_column(sa.Integer)
 
 
@@ -58,8 +59,8 @@ class MessageRow(Base):
     seq: orm.Mapped[int] = orm.mapped_column(SeqType, primary_key=True, autoincrement=True)
     message_id: orm.Mapped[str] = orm.mapped_column(sa.String(36), unique=True)
     chat_id: orm.Mapped[str] = orm.mapped_column(sa.String(36), sa.ForeignKey("chats.chat_id"))
-    user_id: orm.Mapped[str] = orm.mapped_column(sa.String(128))
-    llm_id: orm.Mapped[str] = orm.mapped_column(sa.String(128))
+    user_id: orm.Mapped[str] = orm.mapped_column(sa.String(MAX_ID_CHARS))
+    llm_id: orm.Mapped[str] = orm.mapped_column(sa.String(MAX_ID_CHARS))
     content: orm.Mapped[str] = orm.mapped_column(sa.Text)
     role: orm.Mapped[str] = orm.mapped_column(sa.String(16))
     created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))

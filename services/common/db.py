@@ -20,6 +20,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import event, orm
 from sqlalchemy.dialects import postgresql, sqlite
 
+from services.common.limits import MAX_ID_CHARS
+
 MIGRATIONS_ENV = pathlib.Path(__file__).resolve().parent / "migrations"
 Response = TypeVar("Response")
 
@@ -47,7 +49,7 @@ def request_ledger(metadata: sa.MetaData) -> sa.Table:
     return sa.Table(
         "processed_requests",
         metadata,
-        sa.Column("request_id", sa.String(128), primary_key=True),
+        sa.Column("request_id", sa.String(MAX_ID_CHARS), primary_key=True),
         sa.Column("response", sa.LargeBinary, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=utcnow),
     )

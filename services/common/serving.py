@@ -12,15 +12,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common import limits
+from services.common.deadlines import SHUTDOWN_GRACE_SECONDS
+from services.common.logs import configure_logging
+
 log = logging.getLogger(__name__)
 
-# Seconds that in-flight RPCs get to finish after SIGTERM.
-SHUTDOWN_GRACE_SECONDS = 10.0
-
-# Keepalive and message limits shared by every server of the suite.
+# Message limits and keepalive shared by every server of the suite.
 SERVER_OPTIONS = [
-    ("grpc.max_receive_message_length", 32 * 1024 * 1024),
-    ("grpc.max_send_message_length", 32 * 1024 * 1024),
+    *limits.MESSAGE_SIZE_OPTIONS,
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
 ]
@@ -130,8 +130,8 @@ class AsyncServer:
 def run_threaded_unit(name: str, settings_from_env: Callable[[], object], build_server: Callable[[object], ThreadedServer]) -> None:
     """The main() of a thread-pool unit: settings from the environment (a missing variable
     ends the process naming it), then serve until SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        configure_logging()
         settings = settings_from_env()
     except RuntimeError as error:
         sys.exit(f"{name}: {error}")

@@ -7,13 +7,12 @@ from typing import Protocol
 
 from services.common import paging
 from services.common.errors import InvalidArgument
+from services.common.limits import MAX_ID_CHARS
 from services.db_unit.errors import ResultNotFound
 
-MAX_ID = 128
 MAX_INSTRUCTION = 64
 MAX_OUTCOME = 32
 MAX_RESULT_BYTES = 16 * 1024 * 1024
-MAX_REQUEST_ID = 128
 # Entries of one PutResults or GetResults call.
 MAX_BATCH = 1_000
 
@@ -82,23 +81,23 @@ def _check(field: str, value: str, maximum: int, required: bool = False, name: s
 
 
 def check_request_id(request_id: str) -> None:
-    _check("request_id", request_id, MAX_REQUEST_ID)
+    _check("request_id", request_id, MAX_ID_CHARS)
 
 
 def check_user_id(user_id: str) -> str:
-    return _check("user_id", user_id, MAX_ID, required=True)
+    return _check("user_id", user_id, MAX_ID_CHARS, required=True)
 
 
 def check_instruction_id(instruction_id: str, name: str = "instruction_id") -> str:
-    return _check("instruction_id", instruction_id, MAX_ID, required=True, name=name)
+    return _check("instruction_id", instruction_id, MAX_ID_CHARS, required=True, name=name)
 
 
 def new_record(user_id: str, chat_id: str, instruction: str, instruction_id: str, outcome: str) -> NewRecord:
     return NewRecord(
         user_id=check_user_id(user_id),
-        chat_id=_check("chat_id", chat_id, MAX_ID),
+        chat_id=_check("chat_id", chat_id, MAX_ID_CHARS),
         instruction=_check("instruction", instruction, MAX_INSTRUCTION, required=True),
-        instruction_id=_check("instruction_id", instruction_id, MAX_ID),
+        instruction_id=_check("instruction_id", instruction_id, MAX_ID_CHARS),
         outcome=_check("outcome", outcome, MAX_OUTCOME),
     )
 
@@ -151,7 +150,7 @@ def put_results(results: Results, entries: Sequence[tuple[str, bytes]]) -> list[
     new: dict[str, bytes] = {}
     for index, (instruction_id, result) in enumerate(entries):
         # The checks' messages name the entry; build them only for an entry that fails.
-        if not 0 < len(instruction_id) <= MAX_ID or len(result) > MAX_RESULT_BYTES:
+        if not 0 < len(instruction_id) <= MAX_ID_CHARS or len(result) > MAX_RESULT_BYTES:
             check_instruction_id(instruction_id, f"results[{index}].instruction_id")
             check_result(result, f"results[{index}].result")
         new.setdefault(instruction_id, result)
@@ -178,7 +177,7 @@ def get_results(results: Results, instruction_ids: Sequence[str]) -> list[Result
     """The stored results among the ids, in the order first asked for; an id with none is left out."""
     _check_batch("instruction_ids", len(instruction_ids))
     for index, instruction_id in enumerate(instruction_ids):
-        if not 0 < len(instruction_id) <= MAX_ID:  # the message names the entry; build it only on failure
+        if not 0 < len(instruction_id) <= MAX_ID_CHARS:  # the message names the entry; build it only on failure
             check_instruction_id(instruction_id, f"instruction_ids[{index}]")
     wanted = list(dict.fromkeys(instruction_ids))
     found = {stored.instruction_id: stored for stored in results.get(wanted)}

@@ -11,6 +11,7 @@ from sqlalchemy import orm
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import request_ledger, utcnow
+from services.common.limits import MAX_ID_CHARS
 from services.db_unit.service import NewRecord
 
 # 64-bit on PostgreSQL (a record per instruction adds up); SQLite's INTEGER PRIMARY KEY is already 64-bit.
@@ -34,10 +35,10 @@ class Record(Base):
 
     seq: Mapped[int] = mapped_column(BigSeq, primary_key=True)
     record_id: Mapped[str] = mapped_column(sa.String(36))
-    user_id: Mapped[str] = mapped_column(sa.String(128))
-    chat_id: Mapped[str] = mapped_column(sa.String(128))
+    user_id: Mapped[str] = mapped_column(sa.String(MAX_ID_CHARS))
+    chat_id: Mapped[str] = mapped_column(sa.String(MAX_ID_CHARS))
     instruction: Mapped[str] = mapped_column(sa.String(64))
-    instruction_id: Mapped[str] = mapped_column(sa.String(128))
+    instruction_id: Mapped[str] = mapped_column(sa.String(MAX_ID_CHARS))
     outcome: Mapped[str] = mapped_column(sa.String(32))
     created_at: Mapped[datetime.datetime] = mapped_column(sa.DateTime(timezone=True))
     updated_at: Mapped[datetime.datetime] = mapped_column(sa.DateTime(timezone=True))
@@ -49,7 +50,7 @@ class Result(Base):
 
     __tablename__ = "results"
 
-    instruction_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    instruction_id: Mapped[str] = mapped_column(sa.String(MAX_ID_CHARS), primary_key=True)
     result: Mapped[bytes] = mapped_column(sa.LargeBinary)
     created_at: Mapped[datetime.datetime] = mapped_column(sa.DateTime(timezone=True))
 

@@ -2,12 +2,13 @@
 
 from dataclasses import dataclass
 
-from services.common import config
+from services.common import config, deadlines
 from services.common.config import UnitSettings
 
 DEFAULT_PORT = 50054
-# Overall deadline of one generation when the request gives none (GenerateReplyRequest.timeout_ms).
-DEFAULT_GENERATION_TIMEOUT_MS = 120_000
+# Overall deadline of one generation when the request gives none (GenerateReplyRequest.timeout_ms);
+# its place among the suite's other deadlines is explained in services/common/deadlines.py.
+DEFAULT_GENERATION_TIMEOUT_MS = round(deadlines.PROVIDER_REPLY_SECONDS * 1000)
 # How long GenerateReply reuses a model and its provider once read from the database. A change
 # made through this replica is seen by the next generation (its writes clear the cache); one made
 # through another replica is seen within this time. 0 keeps nothing (generations at the same
@@ -26,11 +27,9 @@ class Settings(UnitSettings):
 
     @classmethod
     def from_env(cls) -> "Settings":
-        timeout_ms = config.integer("LLM_UNIT_GENERATION_TIMEOUT_MS", DEFAULT_GENERATION_TIMEOUT_MS)
-        if timeout_ms <= 0:
-            raise RuntimeError('environment variable "LLMCHATLINKER_LLM_UNIT_GENERATION_TIMEOUT_MS" must be positive')
-        cache_ttl_ms = config.integer("LLM_UNIT_MODEL_CACHE_TTL_MS", DEFAULT_MODEL_CACHE_TTL_MS)
-        if cache_ttl_ms < 0:
-            raise RuntimeError('environment variable "LLMCHATLINKER_LLM_UNIT_MODEL_CACHE_TTL_MS" must not be negative')
-        return cls.read_env("LLM_UNIT", DEFAULT_PORT, generation_timeout_ms=timeout_ms,
-                            model_cache_ttl_ms=cache_ttl_ms)
+        return cls.read_env(
+            "LLM_UNIT", DEFAULT_PORT,
+            generation_timeout_ms=config.milliseconds("LLM_UNIT_GENERATION_TIMEOUT_MS", DEFAULT_GENERATION_TIMEOUT_MS,
+                                                      minimum=1),
+            model_cache_ttl_ms=config.milliseconds("LLM_UNIT_MODEL_CACHE_TTL_MS", DEFAULT_MODEL_CACHE_TTL_MS),
+        )

@@ -12,9 +12,11 @@ from llmchatlinker.llm.v1 import llm_service_pb2 as pb
 from llmchatlinker.llm.v1 import llm_service_pb2_grpc as pb_grpc
 from services.common import paging
 from services.common.db import Database
+from services.common.deadlines import SHUTDOWN_GRACE_SECONDS
 from services.common.errors import maps_errors
+from services.common.logs import configure_logging
 from services.common.protoconv import timestamp
-from services.common.serving import SHUTDOWN_GRACE_SECONDS, AsyncServer
+from services.common.serving import AsyncServer
 from services.llm_unit import errors, service, store
 from services.common.readcache import ReadCache
 from services.llm_unit.config import Settings
@@ -251,8 +253,8 @@ def build_server(settings: Settings) -> LlmUnitServer:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        configure_logging()
         settings = Settings.from_env()
     except RuntimeError as error:
         raise SystemExit(f"llm_unit: {error}") from None

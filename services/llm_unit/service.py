@@ -6,9 +6,9 @@ import enum
 import urllib.parse
 from collections.abc import Iterable
 
+from services.common.limits import MAX_ID_CHARS
 from services.llm_unit import errors
 
-MAX_REQUEST_ID_CHARS = 128
 MAX_PROVIDER_NAME_CHARS = 100
 MAX_ENDPOINT_CHARS = 2_000
 MAX_API_KEY_CHARS = 4_000
@@ -100,8 +100,8 @@ class Message:
 
 
 def request_id(value: str) -> str:
-    if len(value) > MAX_REQUEST_ID_CHARS:
-        raise errors.invalid(f"request_id is longer than {MAX_REQUEST_ID_CHARS} characters", "INVALID_REQUEST_ID")
+    if len(value) > MAX_ID_CHARS:
+        raise errors.invalid(f"request_id is longer than {MAX_ID_CHARS} characters", "INVALID_REQUEST_ID")
     return value
 
 

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from services.common import paging
 from services.common.errors import InvalidArgument
+from services.common.limits import MAX_ID_CHARS
 from services.user_unit.errors import UsernameTaken, UserNotFound
 
 USERNAME_RULE = "^[a-z][a-z0-9_]{2,29}$"
@@ -15,7 +16,6 @@ _USERNAME = re.compile(USERNAME_RULE)
 MAX_DISPLAY_NAME = 100
 MAX_PROFILE = 10_000
 MAX_BATCH = 1_000
-MAX_REQUEST_ID = 128
 
 
 class User(Protocol):
@@ -60,9 +60,9 @@ class UserChanges:
 
 
 def check_request_id(request_id: str) -> None:
-    if len(request_id) > MAX_REQUEST_ID:
+    if len(request_id) > MAX_ID_CHARS:
         raise InvalidArgument(
-            f"request_id must be at most {MAX_REQUEST_ID} characters (got {len(request_id)})",
+            f"request_id must be at most {MAX_ID_CHARS} characters (got {len(request_id)})",
             reason="REQUEST_ID_TOO_LONG",
         )
 

@@ -8,7 +8,10 @@ import os
 # Where the orchestrator's gRPC front door listens.
 ADDRESS_VARIABLE = "LLMCHATLINKER_ORCHESTRATOR_ADDR"
 DEFAULT_ADDRESS = "127.0.0.1:50051"
-# Seconds one instruction may take from submit to final result (a long LLM reply included).
+# Seconds one instruction may take from submit to final result (a long LLM reply included). It is
+# the outermost of the suite's deadlines, which services/common/deadlines.py nests in one block
+# (CLIENT_INSTRUCTION_SECONDS there is this number; this package is released alone, so it keeps
+# its own copy, and services/common/tests/test_deadlines.py checks that the two agree).
 TIMEOUT_VARIABLE = "LLMCHATLINKER_CLIENT_TIMEOUT"
 DEFAULT_TIMEOUT_SECONDS = 300.0
 # "grpc" (the default) or "amqp", for LLMChatLinkerClient.
