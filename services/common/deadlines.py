@@ -7,8 +7,6 @@ that answer still reaches the caller, instead of every layer giving up at the sa
     GenerateReply + the unary calls around it  <=  one instruction (orchestrator)  <  client
 
 services/common/tests/test_deadlines.py checks the nesting, the client's copy included.
-The orchestrator still keeps its own copies (services/orchestrator/channels.py: UNARY_DEADLINE_S,
-GENERATION_DEADLINE_S) until it imports these.
 """
 
 # One unary call from the orchestrator to a unit, the channel's retries included. Units answer
@@ -32,7 +30,8 @@ GENERATE_REPLY_CALL_SECONDS = PROVIDER_REPLY_SECONDS + UNARY_CALL_SECONDS
 # result after it.
 UNARY_CALLS_AROUND_A_GENERATION = 6
 
-# The longest the orchestrator works on one instruction once it has taken it from the queue.
+# The longest the orchestrator's calls for one instruction add up to once it has taken it from the
+# queue (each call has its own deadline; nothing cuts the sum short).
 INSTRUCTION_SECONDS = GENERATE_REPLY_CALL_SECONDS + UNARY_CALLS_AROUND_A_GENERATION * UNARY_CALL_SECONDS
 
 # How long the client waits for an instruction's result (LLMCHATLINKER_CLIENT_TIMEOUT): the

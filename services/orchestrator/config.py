@@ -28,14 +28,6 @@ class Settings:
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     model_cache_ttl_ms: int = DEFAULT_MODEL_CACHE_TTL_MS
 
-    def __post_init__(self) -> None:
-        if self.max_in_flight < 1:
-            raise RuntimeError('environment variable "LLMCHATLINKER_MAX_IN_FLIGHT" must be at least 1')
-        if self.model_cache_ttl_ms < 0:
-            raise RuntimeError('environment variable "LLMCHATLINKER_MODEL_CACHE_TTL_MS" must not be negative')
-        if not self.queue:
-            raise RuntimeError('environment variable "LLMCHATLINKER_QUEUE" must not be empty')
-
     @classmethod
     def from_env(cls) -> "Settings":
         return cls(
@@ -44,8 +36,8 @@ class Settings:
             chat_unit_addr=config.required("CHAT_UNIT_ADDR"),
             llm_unit_addr=config.required("LLM_UNIT_ADDR"),
             db_unit_addr=config.required("DB_UNIT_ADDR"),
-            amqp_url=config.optional("AMQP_URL", "") or None,
+            amqp_url=config.url("AMQP_URL", schemes=config.AMQP_SCHEMES),
             queue=config.optional("QUEUE", INSTRUCTION_QUEUE),
-            max_in_flight=config.integer("MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT),
-            model_cache_ttl_ms=config.integer("MODEL_CACHE_TTL_MS", DEFAULT_MODEL_CACHE_TTL_MS),
+            max_in_flight=config.integer("MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, minimum=1),
+            model_cache_ttl_ms=config.milliseconds("MODEL_CACHE_TTL_MS", DEFAULT_MODEL_CACHE_TTL_MS),
         )

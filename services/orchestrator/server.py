@@ -8,6 +8,7 @@ import signal
 import uuid
 
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2_grpc as orchestrator_grpc
+from services.common.logs import configure_logging
 from services.common.serving import SHUTDOWN_GRACE_SECONDS, AsyncServer
 from services.orchestrator.config import Settings
 from services.orchestrator.frontdoor import SERVICE_NAME, OrchestratorServicer
@@ -87,5 +88,9 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(Settings.from_env()))
+    try:
+        configure_logging()
+        settings = Settings.from_env()
+    except RuntimeError as error:
+        raise SystemExit(f"orchestrator: {error}") from None
+    asyncio.run(serve(settings))

@@ -55,3 +55,12 @@ def test_the_model_cache_lifetime_comes_from_the_environment(environment):
     environment.setenv("LLMCHATLINKER_MODEL_CACHE_TTL_MS", "-1")
     with pytest.raises(RuntimeError, match="LLMCHATLINKER_MODEL_CACHE_TTL_MS"):
         Settings.from_env()
+
+
+def test_a_broker_url_that_is_not_amqp_fails_naming_the_variable_without_echoing_it(environment):
+    for name, value in ADDRESSES.items():
+        environment.setenv(name, value)
+    environment.setenv("LLMCHATLINKER_AMQP_URL", "http://guest:secret@127.0.0.1:5672/")
+    with pytest.raises(RuntimeError, match="LLMCHATLINKER_AMQP_URL") as refused:
+        Settings.from_env()
+    assert "secret" not in str(refused.value)

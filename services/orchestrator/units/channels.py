@@ -9,12 +9,13 @@ from llmchatlinker.chat.v1 import chat_service_pb2_grpc as chat_grpc
 from llmchatlinker.db.v1 import db_service_pb2_grpc as db_grpc
 from llmchatlinker.llm.v1 import llm_service_pb2_grpc as llm_grpc
 from llmchatlinker.user.v1 import user_service_pb2_grpc as user_grpc
+from services.common import deadlines
 from services.common.limits import MESSAGE_SIZE_OPTIONS
 
-# Seconds every unary call to a unit may take, retries included.
-UNARY_DEADLINE_S = 10.0
-# Seconds a whole LLM generation may take, from the request to the last token.
-GENERATION_DEADLINE_S = 300.0
+# Seconds every unary call to a unit may take (retries included), and a GenerateReply call from
+# the request to the last token: services/common/deadlines.py says why these values.
+UNARY_DEADLINE_S = deadlines.UNARY_CALL_SECONDS
+GENERATION_DEADLINE_S = deadlines.GENERATE_REPLY_CALL_SECONDS
 
 # Every unit method may be retried on UNAVAILABLE: reads are safe, and each mutation carries a
 # request id that the unit answers from memory when it sees it again. GenerateReply is the
