@@ -13,6 +13,13 @@ MESSAGE_SIZE_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
 
+# The largest instruction body the orchestrator reads from its queue: room for the largest user
+# input (1,000,000 characters, up to 4 bytes each in UTF-8) with its JSON around it.
+MAX_INSTRUCTION_BODY_BYTES = 8 * 1024 * 1024
+# Nesting of a legacy JSON instruction: real ones nest 3 deep ({"data": {"user_ids": [...]}}); a
+# deeper body is refused before it is parsed, so no body can exhaust the parser's recursion.
+MAX_JSON_DEPTH = 16
+
 # Media types of queue messages. Both protobuf spellings are in use; JSON is the legacy form.
 PROTOBUF = "application/x-protobuf"
 PROTOBUF_MEDIA_TYPES = frozenset({PROTOBUF, "application/protobuf"})

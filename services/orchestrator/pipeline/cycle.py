@@ -8,6 +8,7 @@ A message is acknowledged only after its result is stored and its reply publishe
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from llmchatlinker.wire import instruction_type_of
@@ -21,6 +22,8 @@ from services.orchestrator.queue.bodies import DecodeError, decode
 from services.orchestrator.queue.replies import Outbox
 from services.orchestrator.queue.switchboard import Switchboard
 from services.orchestrator.queue.transport import Message, Transport
+
+log = logging.getLogger(__name__)
 
 Result = orchestrator_pb2.Result
 Instruction = orchestrator_pb2.Instruction
@@ -45,7 +48,10 @@ class Cycle:
         """Called on the event loop for each fetched message, in delivery order."""
         try:
             instruction = decode(message.body, message.content_type)
-        except DecodeError as error:
+        except Exception as error:  # noqa: BLE001 - whatever a body does to the decoder, it is settled
+            if not isinstance(error, DecodeError):
+                log.exception("message %s: the decoder failed", message.message_id or message.correlation_id)
+                error = DecodeError("the body could not be decoded", "MALFORMED_INSTRUCTION")
             self._track(asyncio.create_task(
                 self._policy.guarded(message, lambda failure=error: self._policy.reject(message, failure))))
             return

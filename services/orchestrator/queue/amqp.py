@@ -253,10 +253,16 @@ class AmqpQueue:
             if future is not None:
                 self._to_loop.call(_fail, future, ConnectionLost("connection changed"))
             return
+        try:
+            channel.basic_publish("", routing_key, body, properties)
+        except Exception as error:  # noqa: BLE001 - a message pika cannot encode: its publisher hears why
+            if future is not None:
+                self._to_loop.call(_fail, future, error)
+            log.warning("cannot publish to %s: %s", routing_key, error)
+            return
         self._publish_seq += 1
         if future is not None:
             self._confirms[self._publish_seq] = future
-        channel.basic_publish("", routing_key, body, properties)
 
     def _on_confirm(self, frame) -> None:
         method = frame.method
