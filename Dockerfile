@@ -5,25 +5,28 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONPATH=/app:/app/gen:/app/clients/python \
     LLMCHATLINKER_HOST=0.0.0.0 \
     LLMCHATLINKER_DATA_DIR=/app/var/data
 
 WORKDIR /app
 
-# Dependencies first, from the root pyproject alone, so code changes reuse this layer. Installing the
-# project (it has no packages of its own) brings the pinned dependencies and the llmchatlinker
-# console script; mypy-protobuf is the protoc plugin tools.protogen runs (a dev dependency there).
+# Dependencies first, so code changes reuse this layer. Installing the root pyproject before its
+# code is copied brings the pinned dependencies and the llmchatlinker console script; the wire
+# format (wire/) is one of those dependencies, and mypy-protobuf is the protoc plugin
+# tools.protogen runs (a dev dependency there).
 COPY pyproject.toml ./
-RUN pip install . "mypy-protobuf==5.1.0"
+COPY wire/ wire/
+RUN pip install ./wire . "mypy-protobuf==5.1.0"
 
+# The generated code is a package of its own (gen/pyproject.toml comes with it).
 COPY protos/ protos/
 COPY tools/ tools/
-RUN python -m tools.protogen gen
+RUN python -m tools.protogen gen && pip install --no-deps ./gen
 
+# The suite's own packages, installed again now that their code is here.
 COPY services/ services/
-COPY clients/python/llmchatlinker/ clients/python/llmchatlinker/
 COPY testkit/ testkit/
+RUN pip install --no-deps .
 
 # Never root: the image only needs to read /app and write the SQLite default's data directory.
 RUN useradd --system --uid 10001 --home-dir /app llmchatlinker \

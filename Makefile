@@ -8,19 +8,20 @@ PROTOS := $(shell find protos -name '*.proto')
 
 all: proto
 
-# The venv is rebuilt when the dependency lists change. The .pth file puts the
-# generated code, the services and the client package on the venv's path.
-$(VENV)/.stamp: pyproject.toml
+# The suite, the wire format and the client are installed editable into the venv, which is
+# rebuilt when any of their pyprojects changes.
+$(VENV)/.stamp: pyproject.toml wire/pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
-	printf '%s\n' "$(CURDIR)" "$(CURDIR)/gen" "$(CURDIR)/clients/python" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/llmchatlinker-suite.pth"
+	$(PY) -m pip install -q -e ".[dev]" -e ./wire -e "./clients/python[amqp]"
 	touch $@
 
 venv: $(VENV)/.stamp
 
+# gen/ is a package of its own (tools/protogen.py writes its pyproject), installed editable too.
 gen/.stamp: $(VENV)/.stamp $(PROTOS) tools/protogen.py
 	$(PY) -m tools.protogen gen
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e ./gen
 	touch $@
 
 proto: gen/.stamp
@@ -38,4 +39,4 @@ bench: proto
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) gen var
+	rm -rf $(VENV) gen var *.egg-info wire/*.egg-info clients/python/*.egg-info

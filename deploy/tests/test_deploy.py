@@ -74,7 +74,9 @@ def test_dockerfile_generates_code_and_runs_the_launcher():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.M)
     assert "python -m tools.protogen gen" in dockerfile
-    assert "PYTHONPATH=/app:/app/gen:/app/clients/python" in dockerfile
+    assert "PYTHONPATH" not in dockerfile, "the image installs its packages; no path is assembled by hand"
+    for package in ("./wire", "./gen", "."):
+        assert re.search(rf"^RUN .*pip install .*(?<= ){re.escape(package)}(\s|$)", dockerfile, re.M), package
     assert 'ENTRYPOINT ["llmchatlinker"]' in dockerfile
 
 
