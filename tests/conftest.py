@@ -17,7 +17,6 @@ import uuid
 
 import pika
 import pytest
-import sqlalchemy
 
 from llmchatlinker.chat.v1 import chat_service_pb2 as chat_pb2
 from llmchatlinker.client import Client
@@ -25,6 +24,7 @@ from llmchatlinker.llm.v1 import llm_service_pb2 as llm_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
 from services import healthcheck, launcher
 from testkit import run_in_thread
+from testkit.backends import AMQP_URL, POSTGRES_URL, delete_queues, drop_schemas, require_postgres, require_rabbitmq
 from testkit.ports import free_ports
 
 READY_TIMEOUT_SECONDS = 90
@@ -81,10 +81,8 @@ def running(command: list[str], environ: dict[str, str], services):
 @pytest.fixture(scope="session")
 def suite(tmp_path_factory):
     """`llmchatlinker up`: the five services as separate processes, on RabbitMQ and PostgreSQL."""
-    import conftest as root  # the repository's: CI requires RabbitMQ and PostgreSQL, elsewhere they may be absent
-
-    root.require_rabbitmq()
-    root.require_postgres()
+    require_rabbitmq()
+    require_postgres()
     session = uuid.uuid4().hex[:10]
     queue = f"e2e_{session}_instruction_queue"
     schemas = {unit: f"e2e_{session}_{unit}" for unit in launcher.UNITS}
@@ -92,18 +90,18 @@ def suite(tmp_path_factory):
     for service, port in zip(launcher.SERVICES, free_ports(len(launcher.SERVICES))):
         environ[launcher.variable(service, "PORT")] = str(port)
     environ.update({
-        "LLMCHATLINKER_AMQP_URL": root.AMQP_URL,
+        "LLMCHATLINKER_AMQP_URL": AMQP_URL,
         "LLMCHATLINKER_QUEUE": queue,
-        "LLMCHATLINKER_DATABASE_URL": root.POSTGRES_URL,
+        "LLMCHATLINKER_DATABASE_URL": POSTGRES_URL,
         "LLMCHATLINKER_DATA_DIR": str(tmp_path_factory.mktemp("suite") / "data"),
         **{launcher.variable(unit, "DATABASE_SCHEMA"): schema for unit, schema in schemas.items()},
     })
     try:
         with running(["up"], environ, launcher.SERVICES) as output:
-            yield RunningSuite(environ, output, root.AMQP_URL, queue)
+            yield RunningSuite(environ, output, AMQP_URL, queue)
     finally:
-        _delete_queues(root.AMQP_URL, [queue, queue + ".dead"])
-        _drop_schemas(root.POSTGRES_URL, schemas.values())
+        delete_queues(AMQP_URL, [queue, queue + ".dead"])
+        drop_schemas(POSTGRES_URL, schemas.values())
 
 
 @pytest.fixture(scope="session")
@@ -127,28 +125,7 @@ def short_deadline(suite):
                 running(["serve", "orchestrator"], environ, ["orchestrator"]) as output:
             yield RunningSuite(environ, output, suite.amqp_url, queue)
     finally:
-        _delete_queues(suite.amqp_url, [queue, queue + ".dead"])
-
-
-def _delete_queues(url: str, names) -> None:
-    with contextlib.suppress(pika.exceptions.AMQPError):
-        connection = pika.BlockingConnection(pika.URLParameters(url))
-        try:
-            for name in names:
-                with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):
-                    connection.channel().queue_delete(name)
-        finally:
-            connection.close()
-
-
-def _drop_schemas(url: str, schemas) -> None:
-    engine = sqlalchemy.create_engine(url)
-    try:
-        with engine.begin() as connection:
-            for schema in schemas:
-                connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        engine.dispose()
+        delete_queues(suite.amqp_url, [queue, queue + ".dead"])
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from services import healthcheck, launcher
+from testkit.backends import POSTGRES_URL, require_postgres
 from testkit.ports import free_ports
 
 READY_LINE = "llmchatlinker: the suite is up"
@@ -150,16 +151,14 @@ def test_up_fails_when_a_port_is_taken(tmp_path, launched):
 
 
 def test_up_on_postgresql_gives_each_unit_its_own_schema(tmp_path, launched):
-    import conftest  # the repository's root conftest
-
-    conftest.require_postgres()
+    require_postgres()
     import sqlalchemy as sa
 
     database = f"llmchatlinker_cli_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(conftest.POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{database}"')
-    url = sa.engine.make_url(conftest.POSTGRES_URL).set(database=database)
+    url = sa.engine.make_url(POSTGRES_URL).set(database=database)
     try:
         suite = launched(["up"], suite_environment(tmp_path, LLMCHATLINKER_DATABASE_URL=url.render_as_string(False)))
         suite.wait_for_line(READY_LINE)

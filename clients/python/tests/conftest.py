@@ -11,6 +11,7 @@ import pytest
 
 from services import launcher
 from testkit import run_in_thread
+from testkit.backends import AMQP_URL, delete_queues, require_rabbitmq
 from testkit.ports import free_ports
 
 READY_TIMEOUT_SECONDS = 90
@@ -74,24 +75,11 @@ def amqp_queue():
 @pytest.fixture(scope="module")
 def amqp_orchestrator(suite, amqp_queue):
     """A second orchestrator in front of the suite's units, consuming `amqp_queue` on real RabbitMQ."""
-    import conftest as root  # the repository's conftest: CI requires RabbitMQ, elsewhere it may be absent
-
-    root.require_rabbitmq()
-    environ = dict(suite.environ, LLMCHATLINKER_AMQP_URL=root.AMQP_URL, LLMCHATLINKER_QUEUE=amqp_queue,
+    require_rabbitmq()
+    environ = dict(suite.environ, LLMCHATLINKER_AMQP_URL=AMQP_URL, LLMCHATLINKER_QUEUE=amqp_queue,
                    LLMCHATLINKER_ORCHESTRATOR_PORT=str(free_ports(1)[0]))
     processes, running = start_suite(environ, services=("orchestrator",))
     yield running
     processes.stop()
-    _delete_queues(root.AMQP_URL, [amqp_queue, amqp_queue + ".dead"])
+    delete_queues(AMQP_URL, [amqp_queue, amqp_queue + ".dead"])
 
-
-def _delete_queues(url: str, names: list[str]) -> None:
-    import pika
-
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        channel = connection.channel()
-        for name in names:
-            channel.queue_delete(name)
-    finally:
-        connection.close()
