@@ -7,10 +7,8 @@ import grpc
 
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
 from services.llm_unit import store
-from services.llm_unit.tests.conftest import (
-    SECRET, add_model, expect_error, generate, kit_json, running_unit, settings_for,
-)
 from testkit import LlmServer
+from testkit.llm_unit import SECRET, add_model, expect_error, generate, kit_json, running_unit, settings_for
 
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 

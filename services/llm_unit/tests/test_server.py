@@ -10,7 +10,7 @@ from llmchatlinker.llm.v1 import llm_service_pb2 as pb
 from services.common.db import Database
 from services.llm_unit import server, store
 from services.llm_unit.config import Settings
-from services.llm_unit.tests.conftest import add_llm, add_provider, expect_error, running_unit, settings_for
+from testkit.llm_unit import add_llm, add_provider, expect_error, running_unit, settings_for
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 
