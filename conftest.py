@@ -1,4 +1,5 @@
-"""Fixtures every test folder shares: real PostgreSQL and RabbitMQ (testkit.backends), or SQLite."""
+"""Fixtures every test folder shares: real PostgreSQL and RabbitMQ (testkit.backends), or SQLite, and
+fresh names for tests that share one running suite."""
 
 import uuid
 
@@ -22,3 +23,9 @@ def database_target(request, tmp_path):
 def amqp_url():
     require_rabbitmq()
     return AMQP_URL
+
+
+@pytest.fixture
+def unique():
+    """A fresh name with a readable prefix: tests share one suite."""
+    return lambda prefix: f"{prefix}_{uuid.uuid4().hex[:10]}"

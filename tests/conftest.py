@@ -7,7 +7,6 @@ import collections
 import contextlib
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -26,24 +25,13 @@ from services import healthcheck, launcher
 from testkit import run_in_thread
 from testkit.backends import AMQP_URL, POSTGRES_URL, delete_queues, drop_schemas, require_postgres, require_rabbitmq
 from testkit.ports import free_ports
+from testkit.suite import RunningSuite, suite_environment
 
 READY_TIMEOUT_SECONDS = 90
 # The deadline of the replicas that meet stalling and dripping providers: short, so they are cut
 # off quickly. The main suite keeps the default, so honest slow replies are never cut.
 SHORT_GENERATION_TIMEOUT_MS = 1500
 REPLY_TIMEOUT_SECONDS = 60
-
-
-@dataclasses.dataclass(frozen=True)
-class RunningSuite:
-    environ: dict[str, str]
-    output: collections.deque
-    amqp_url: str
-    queue: str
-
-    @property
-    def orchestrator(self) -> str:
-        return launcher.address("orchestrator", self.environ)
 
 
 @contextlib.contextmanager
@@ -86,14 +74,10 @@ def suite(tmp_path_factory):
     session = uuid.uuid4().hex[:10]
     queue = f"e2e_{session}_instruction_queue"
     schemas = {unit: f"e2e_{session}_{unit}" for unit in launcher.UNITS}
-    environ = {name: value for name, value in os.environ.items() if not name.startswith("LLMCHATLINKER_")}
-    for service, port in zip(launcher.SERVICES, free_ports(len(launcher.SERVICES))):
-        environ[launcher.variable(service, "PORT")] = str(port)
-    environ.update({
+    environ = suite_environment(tmp_path_factory.mktemp("suite") / "data", **{
         "LLMCHATLINKER_AMQP_URL": AMQP_URL,
         "LLMCHATLINKER_QUEUE": queue,
         "LLMCHATLINKER_DATABASE_URL": POSTGRES_URL,
-        "LLMCHATLINKER_DATA_DIR": str(tmp_path_factory.mktemp("suite") / "data"),
         **{launcher.variable(unit, "DATABASE_SCHEMA"): schema for unit, schema in schemas.items()},
     })
     try:
@@ -156,12 +140,6 @@ def testkit_get(server, what: str):
 @pytest.fixture
 def testkit():
     return testkit_get
-
-
-@pytest.fixture
-def unique():
-    """A fresh name with a readable prefix: tests share one suite."""
-    return lambda prefix: f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
 @dataclasses.dataclass(frozen=True)
