@@ -1,4 +1,5 @@
-"""Test kit: a stand-in LLM provider server for tests and benchmarks."""
+"""Test kit: a stand-in LLM provider server for tests and benchmarks, and what the test trees share
+(backends: PostgreSQL and RabbitMQ; units, llm_unit: the units under test; suite, ports, clock)."""
 
 from __future__ import annotations
 

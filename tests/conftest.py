@@ -7,7 +7,6 @@ import collections
 import contextlib
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -17,7 +16,6 @@ import uuid
 
 import pika
 import pytest
-import sqlalchemy
 
 from llmchatlinker.chat.v1 import chat_service_pb2 as chat_pb2
 from llmchatlinker.client import Client
@@ -25,25 +23,15 @@ from llmchatlinker.llm.v1 import llm_service_pb2 as llm_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
 from services import healthcheck, launcher
 from testkit import run_in_thread
+from testkit.backends import AMQP_URL, POSTGRES_URL, delete_queues, drop_schemas, require_postgres, require_rabbitmq
 from testkit.ports import free_ports
+from testkit.suite import RunningSuite, suite_environment
 
 READY_TIMEOUT_SECONDS = 90
 # The deadline of the replicas that meet stalling and dripping providers: short, so they are cut
 # off quickly. The main suite keeps the default, so honest slow replies are never cut.
 SHORT_GENERATION_TIMEOUT_MS = 1500
 REPLY_TIMEOUT_SECONDS = 60
-
-
-@dataclasses.dataclass(frozen=True)
-class RunningSuite:
-    environ: dict[str, str]
-    output: collections.deque
-    amqp_url: str
-    queue: str
-
-    @property
-    def orchestrator(self) -> str:
-        return launcher.address("orchestrator", self.environ)
 
 
 @contextlib.contextmanager
@@ -81,29 +69,23 @@ def running(command: list[str], environ: dict[str, str], services):
 @pytest.fixture(scope="session")
 def suite(tmp_path_factory):
     """`llmchatlinker up`: the five services as separate processes, on RabbitMQ and PostgreSQL."""
-    import conftest as root  # the repository's: CI requires RabbitMQ and PostgreSQL, elsewhere they may be absent
-
-    root.require_rabbitmq()
-    root.require_postgres()
+    require_rabbitmq()
+    require_postgres()
     session = uuid.uuid4().hex[:10]
     queue = f"e2e_{session}_instruction_queue"
     schemas = {unit: f"e2e_{session}_{unit}" for unit in launcher.UNITS}
-    environ = {name: value for name, value in os.environ.items() if not name.startswith("LLMCHATLINKER_")}
-    for service, port in zip(launcher.SERVICES, free_ports(len(launcher.SERVICES))):
-        environ[launcher.variable(service, "PORT")] = str(port)
-    environ.update({
-        "LLMCHATLINKER_AMQP_URL": root.AMQP_URL,
+    environ = suite_environment(tmp_path_factory.mktemp("suite") / "data", **{
+        "LLMCHATLINKER_AMQP_URL": AMQP_URL,
         "LLMCHATLINKER_QUEUE": queue,
-        "LLMCHATLINKER_DATABASE_URL": root.POSTGRES_URL,
-        "LLMCHATLINKER_DATA_DIR": str(tmp_path_factory.mktemp("suite") / "data"),
+        "LLMCHATLINKER_DATABASE_URL": POSTGRES_URL,
         **{launcher.variable(unit, "DATABASE_SCHEMA"): schema for unit, schema in schemas.items()},
     })
     try:
         with running(["up"], environ, launcher.SERVICES) as output:
-            yield RunningSuite(environ, output, root.AMQP_URL, queue)
+            yield RunningSuite(environ, output, AMQP_URL, queue)
     finally:
-        _delete_queues(root.AMQP_URL, [queue, queue + ".dead"])
-        _drop_schemas(root.POSTGRES_URL, schemas.values())
+        delete_queues(AMQP_URL, [queue, queue + ".dead"])
+        drop_schemas(POSTGRES_URL, schemas.values())
 
 
 @pytest.fixture(scope="session")
@@ -127,28 +109,7 @@ def short_deadline(suite):
                 running(["serve", "orchestrator"], environ, ["orchestrator"]) as output:
             yield RunningSuite(environ, output, suite.amqp_url, queue)
     finally:
-        _delete_queues(suite.amqp_url, [queue, queue + ".dead"])
-
-
-def _delete_queues(url: str, names) -> None:
-    with contextlib.suppress(pika.exceptions.AMQPError):
-        connection = pika.BlockingConnection(pika.URLParameters(url))
-        try:
-            for name in names:
-                with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):
-                    connection.channel().queue_delete(name)
-        finally:
-            connection.close()
-
-
-def _drop_schemas(url: str, schemas) -> None:
-    engine = sqlalchemy.create_engine(url)
-    try:
-        with engine.begin() as connection:
-            for schema in schemas:
-                connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        engine.dispose()
+        delete_queues(suite.amqp_url, [queue, queue + ".dead"])
 
 
 @pytest.fixture(scope="session")
@@ -179,12 +140,6 @@ def testkit_get(server, what: str):
 @pytest.fixture
 def testkit():
     return testkit_get
-
-
-@pytest.fixture
-def unique():
-    """A fresh name with a readable prefix: tests share one suite."""
-    return lambda prefix: f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
 @dataclasses.dataclass(frozen=True)

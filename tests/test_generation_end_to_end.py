@@ -3,7 +3,6 @@ every way a provider can fail, through Submit (the typed client) and the legacy 
 
 import http.server
 import json
-import socket
 import threading
 import uuid
 
@@ -14,6 +13,7 @@ from llmchatlinker.client import LLMChatLinkerError
 from llmchatlinker.llm.v1 import llm_service_pb2 as llm_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
 from testkit import run_in_thread
+from testkit.ports import closed_port
 
 OPENAI, OLLAMA = llm_pb2.PROVIDER_KIND_OPENAI, llm_pb2.PROVIDER_KIND_OLLAMA
 KINDS = pytest.mark.parametrize("kind", [OPENAI, OLLAMA], ids=["openai", "ollama"])
@@ -59,13 +59,6 @@ def plain_json_provider():
     yield server
     server.shutdown()
     server.server_close()
-
-
-def _closed_port() -> int:
-    """A port nothing listens on: bound, then released."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def endpoint(server, kind) -> str:
@@ -172,7 +165,7 @@ def test_a_failing_provider_gives_a_clear_error_and_leaves_the_chat_as_it_was(
 
 
 def test_a_provider_that_is_down_is_unavailable(client, conversation, chat_messages):
-    chat = conversation(f"http://127.0.0.1:{_closed_port()}/v1/chat/completions")
+    chat = conversation(f"http://127.0.0.1:{closed_port()}/v1/chat/completions")
 
     with pytest.raises(LLMChatLinkerError) as raised:
         client.submit(chat.generate("Anyone there?"))
@@ -184,7 +177,7 @@ def test_a_provider_that_is_down_is_unavailable(client, conversation, chat_messa
 
 def test_an_attempt_that_failed_for_now_is_not_kept_so_the_same_instruction_runs_again(
         client, conversation, chat_messages, testkit):
-    port = _closed_port()
+    port = closed_port()
     chat = conversation(f"http://127.0.0.1:{port}/v1/chat/completions")
     instruction = pb.Instruction(instruction_id=f"retried-{uuid.uuid4().hex}",
                                  llm_response_generate=chat.generate("Anyone there now?"))

@@ -14,18 +14,11 @@ import uuid
 import pytest
 
 from services import healthcheck, launcher
-from testkit.ports import free_ports
+from testkit.backends import POSTGRES_URL, require_postgres
+from testkit.suite import suite_environment
 
 READY_LINE = "llmchatlinker: the suite is up"
 CHILD_LINE = re.compile(r"^\s+(\w+)\s+(\S+:\d+)\s+pid (\d+)")
-
-
-def suite_environment(tmp_path, **extra: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("LLMCHATLINKER_")}
-    for service, port in zip(launcher.SERVICES, free_ports(len(launcher.SERVICES))):
-        env[launcher.variable(service, "PORT")] = str(port)
-    env["LLMCHATLINKER_DATA_DIR"] = str(tmp_path / "data")
-    return {**env, **extra}
 
 
 class Launched:
@@ -112,7 +105,7 @@ def launched():
 
 
 def test_up_brings_all_five_services_to_serving_and_sigterm_stops_them(tmp_path, launched):
-    env = suite_environment(tmp_path)
+    env = suite_environment(tmp_path / "data")
     suite = launched(["up"], env)
     suite.wait_for_line(READY_LINE)
     children = suite.children()
@@ -130,7 +123,7 @@ def test_up_brings_all_five_services_to_serving_and_sigterm_stops_them(tmp_path,
 
 
 def test_up_stops_the_rest_and_fails_when_one_service_dies(tmp_path, launched):
-    suite = launched(["up"], suite_environment(tmp_path))
+    suite = launched(["up"], suite_environment(tmp_path / "data"))
     suite.wait_for_line(READY_LINE)
     children = suite.children()
 
@@ -141,7 +134,7 @@ def test_up_stops_the_rest_and_fails_when_one_service_dies(tmp_path, launched):
 
 
 def test_up_fails_when_a_port_is_taken(tmp_path, launched):
-    env = suite_environment(tmp_path)
+    env = suite_environment(tmp_path / "data")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", int(env["LLMCHATLINKER_DB_UNIT_PORT"])))
         taken.listen()
@@ -150,18 +143,17 @@ def test_up_fails_when_a_port_is_taken(tmp_path, launched):
 
 
 def test_up_on_postgresql_gives_each_unit_its_own_schema(tmp_path, launched):
-    import conftest  # the repository's root conftest
-
-    conftest.require_postgres()
+    require_postgres()
     import sqlalchemy as sa
 
     database = f"llmchatlinker_cli_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(conftest.POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{database}"')
-    url = sa.engine.make_url(conftest.POSTGRES_URL).set(database=database)
+    url = sa.engine.make_url(POSTGRES_URL).set(database=database)
     try:
-        suite = launched(["up"], suite_environment(tmp_path, LLMCHATLINKER_DATABASE_URL=url.render_as_string(False)))
+        environ = suite_environment(tmp_path / "data", LLMCHATLINKER_DATABASE_URL=url.render_as_string(False))
+        suite = launched(["up"], environ)
         suite.wait_for_line(READY_LINE)
         engine = sa.create_engine(url)
         with engine.connect() as connection:
@@ -177,7 +169,7 @@ def test_up_on_postgresql_gives_each_unit_its_own_schema(tmp_path, launched):
 
 
 def test_serve_runs_one_service_in_the_foreground_with_the_defaults(tmp_path, launched):
-    env = suite_environment(tmp_path)
+    env = suite_environment(tmp_path / "data")
     address = f"127.0.0.1:{env['LLMCHATLINKER_USER_UNIT_PORT']}"
     service = launched(["serve", "user_unit"], env)
 

@@ -2,8 +2,6 @@
 SQLite files, and the test kit's stand-in LLM."""
 
 import collections
-import dataclasses
-import os
 import threading
 import uuid
 
@@ -11,22 +9,11 @@ import pytest
 
 from services import launcher
 from testkit import run_in_thread
+from testkit.backends import AMQP_URL, delete_queues, require_rabbitmq
 from testkit.ports import free_ports
+from testkit.suite import RunningSuite, suite_environment
 
 READY_TIMEOUT_SECONDS = 90
-
-
-@dataclasses.dataclass(frozen=True)
-class RunningSuite:
-    environ: dict[str, str]
-    output: collections.deque
-
-    def address(self, service: str) -> str:
-        return launcher.address(service, self.environ)
-
-    @property
-    def orchestrator(self) -> str:
-        return self.address("orchestrator")
 
 
 def start_suite(environ: dict[str, str], services=launcher.SERVICES):
@@ -44,11 +31,7 @@ def start_suite(environ: dict[str, str], services=launcher.SERVICES):
 @pytest.fixture(scope="session")
 def suite(tmp_path_factory):
     """The five services, on SQLite files and the in-process queue."""
-    environ = {name: value for name, value in os.environ.items() if not name.startswith("LLMCHATLINKER_")}
-    for service, port in zip(launcher.SERVICES, free_ports(len(launcher.SERVICES))):
-        environ[launcher.variable(service, "PORT")] = str(port)
-    environ["LLMCHATLINKER_DATA_DIR"] = str(tmp_path_factory.mktemp("suite") / "data")
-    processes, running = start_suite(environ)
+    processes, running = start_suite(suite_environment(tmp_path_factory.mktemp("suite") / "data"))
     yield running
     processes.stop()
 
@@ -57,12 +40,6 @@ def suite(tmp_path_factory):
 def llm_server():
     with run_in_thread() as server:
         yield server
-
-
-@pytest.fixture
-def unique():
-    """A fresh name with a readable prefix: tests share one suite."""
-    return lambda prefix: f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture(scope="module")
@@ -74,24 +51,11 @@ def amqp_queue():
 @pytest.fixture(scope="module")
 def amqp_orchestrator(suite, amqp_queue):
     """A second orchestrator in front of the suite's units, consuming `amqp_queue` on real RabbitMQ."""
-    import conftest as root  # the repository's conftest: CI requires RabbitMQ, elsewhere it may be absent
-
-    root.require_rabbitmq()
-    environ = dict(suite.environ, LLMCHATLINKER_AMQP_URL=root.AMQP_URL, LLMCHATLINKER_QUEUE=amqp_queue,
+    require_rabbitmq()
+    environ = dict(suite.environ, LLMCHATLINKER_AMQP_URL=AMQP_URL, LLMCHATLINKER_QUEUE=amqp_queue,
                    LLMCHATLINKER_ORCHESTRATOR_PORT=str(free_ports(1)[0]))
     processes, running = start_suite(environ, services=("orchestrator",))
     yield running
     processes.stop()
-    _delete_queues(root.AMQP_URL, [amqp_queue, amqp_queue + ".dead"])
+    delete_queues(AMQP_URL, [amqp_queue, amqp_queue + ".dead"])
 
-
-def _delete_queues(url: str, names: list[str]) -> None:
-    import pika
-
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        channel = connection.channel()
-        for name in names:
-            channel.queue_delete(name)
-    finally:
-        connection.close()

@@ -3,14 +3,14 @@
 import grpc
 import pytest
 
-import conftest as root
 from llmchatlinker.client import LLMChatLinkerClient, LLMChatLinkerError
 from llmchatlinker.client.amqp import connection_parameters
+from testkit.backends import AMQP_URL
 
 
 @pytest.fixture
 def amqp_client(amqp_orchestrator, amqp_queue):
-    with LLMChatLinkerClient(transport="amqp", amqp_url=root.AMQP_URL, queue=amqp_queue, timeout=60) as client:
+    with LLMChatLinkerClient(transport="amqp", amqp_url=AMQP_URL, queue=amqp_queue, timeout=60) as client:
         yield client
 
 

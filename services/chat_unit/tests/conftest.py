@@ -1,4 +1,5 @@
-"""Fixtures of the chat unit's tests: a real server on port 0, on SQLite and on PostgreSQL."""
+"""Fixtures of the chat unit's tests: the shared unit fixtures (testkit.units) on ChatService, and
+a ChatClient with the short-hands the tests share."""
 
 import grpc
 import pytest
@@ -8,7 +9,7 @@ from llmchatlinker.chat.v1 import chat_service_pb2_grpc as pb_grpc
 from services.chat_unit.config import Settings
 from services.chat_unit.errors import DOMAIN
 from services.chat_unit.server import build_server
-from services.common.errors import error_info
+from testkit.units import DatabaseUnit, channel, connect, expect_failure, server, settings, start_server  # noqa: F401
 
 USER = pb.MESSAGE_ROLE_USER
 ASSISTANT = pb.MESSAGE_ROLE_ASSISTANT
@@ -44,51 +45,20 @@ class ChatClient:
 
     def fails(self, rpc: str, request, code: grpc.StatusCode, reason: str) -> grpc.RpcError:
         """Calls an RPC that must fail with this code and ErrorInfo reason; returns the error."""
-        with pytest.raises(grpc.RpcError) as caught:
-            getattr(self.stub, rpc)(request, timeout=10)
-        info = error_info(caught.value)
-        assert (caught.value.code(), info.reason, info.domain) == (code, reason, DOMAIN), caught.value.details()
-        return caught.value
+        return expect_failure(getattr(self.stub, rpc), request, code, reason, DOMAIN)
 
 
 @pytest.fixture
-def settings(database_target) -> Settings:
-    return Settings(address="127.0.0.1:0", database_url=database_target.url, database_schema=database_target.schema)
+def database_unit() -> DatabaseUnit:
+    return DatabaseUnit(Settings, build_server, pb_grpc.ChatServiceStub, DOMAIN)
 
 
 @pytest.fixture
-def start(settings):
-    """Starts a server on the test's database; every server started is stopped at the end."""
-    servers = []
-
-    def start_server():
-        servers.append(build_server(settings).start())
-        return servers[-1]
-
-    yield start_server
-    for server in servers:
-        server.stop(grace=None)
+def open_client(connect):
+    """Opens a ChatClient on a server: open_client(start_server()), for a restart or a second caller."""
+    return lambda server: ChatClient(connect(server.port))
 
 
 @pytest.fixture
-def connect():
-    """Opens a ChatClient on a server; every channel opened is closed at the end."""
-    channels = []
-
-    def open_client(server) -> ChatClient:
-        channels.append(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
-        return ChatClient(channels[-1])
-
-    yield open_client
-    for channel in channels:
-        channel.close()
-
-
-@pytest.fixture
-def client(start, connect) -> ChatClient:
-    return connect(start())
-
-
-@pytest.fixture
-def channel(client) -> grpc.Channel:
-    return client.channel
+def client(channel) -> ChatClient:
+    return ChatClient(channel)

@@ -148,9 +148,9 @@ def test_batch_runs_every_append_in_one_transaction(client, monkeypatch):
     assert opened == ["writing"]
 
 
-def test_concurrent_overlapping_batches_apply_each_request_id_once(start, connect):
-    server = start()
-    clients = [connect(server) for _ in range(4)]
+def test_concurrent_overlapping_batches_apply_each_request_id_once(start_server, open_client):
+    server = start_server()
+    clients = [open_client(server) for _ in range(4)]
     chats = [clients[0].create().chat_id for _ in range(5)]
     # Each request id belongs to one chat; its content names it, so the chat shows how often it applied.
     chat_of = {f"r{n:03}": chats[n % len(chats)] for n in range(60)}

@@ -1,9 +1,14 @@
 """AppendMessages, GetMessage, GetChat's message pages and ListRecentMessages."""
 
+import concurrent.futures
+
 import grpc
 import pytest
+import sqlalchemy as sa
 from llmchatlinker.chat.v1 import chat_service_pb2 as pb
 
+from services.chat_unit import store
+from services.common.db import Database
 from services.common.errors import error_info
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -259,3 +264,33 @@ def test_list_recent_messages_without_a_member_user_id_checks_no_membership(clie
 
     assert client.recent(chat_id, member_user_id="") == ["m0", "m1"]
     client.fails("ListRecentMessages", pb.ListRecentMessagesRequest(chat_id=deleted), NOT_FOUND, "CHAT_NOT_FOUND")
+
+
+def test_tail_of_a_chat_is_read_through_the_chat_seq_index(server, database_target):
+    database = Database(database_target.url, database_target.schema)
+    query = store.tail_query("some-chat", 1000, 5).compile(database.engine, compile_kwargs={"literal_binds": True})
+    try:
+        with database.transaction() as session:
+            if database.is_sqlite:
+                plan = " ".join(str(row[-1]) for row in session.execute(sa.text(f"EXPLAIN QUERY PLAN {query}")))
+                assert "ix_messages_chat_id_seq" in plan and "TEMP B-TREE" not in plan, plan
+            else:
+                session.execute(sa.text("SET LOCAL enable_seqscan = off"))
+                plan = " ".join(row[0] for row in session.execute(sa.text(f"EXPLAIN {query}")))
+                assert "Index Scan Backward using ix_messages_chat_id_seq" in plan and "Sort" not in plan, plan
+    finally:
+        database.dispose()
+
+
+def test_recent_messages_of_a_long_chat_are_its_newest(client):
+    chat_id = client.create().chat_id
+    batches = [[f"b{batch}-{n}" for n in range(10)] for batch in range(199)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda contents: client.append(chat_id, *contents), batches))
+    client.append(chat_id, *[f"last-{n}" for n in range(10)])
+
+    assert client.recent(chat_id, max_messages=5) == [f"last-{n}" for n in range(5, 10)]
+    newest_page = client.get(chat_id, page_size=1000)
+    older = client.get(chat_id, page_size=1000, page_token=newest_page.next_message_page_token)
+    assert len(newest_page.messages) + len(older.messages) == 2000
+    assert older.next_message_page_token == ""

@@ -6,16 +6,7 @@ import pytest
 
 from services.common.errors import NotFound
 from services.common.readcache import ReadCache
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from testkit.clock import Clock
 
 
 class Loads:

@@ -1,7 +1,6 @@
 """Concurrent callers: one result wins, alone or in batches, and twins of one request apply once."""
 
 import random
-import threading
 import time
 from concurrent import futures
 
@@ -11,21 +10,7 @@ import pytest
 from llmchatlinker.db.v1 import db_service_pb2 as pb
 from services.common.db import Database
 from services.db_unit import store
-
-
-def together(method, requests: list) -> list:
-    """Sends every request at once, each from its own thread; each outcome is the response or the error."""
-    start = threading.Barrier(len(requests))
-
-    def call(request):
-        start.wait()
-        try:
-            return method(request, timeout=60)
-        except grpc.RpcError as error:
-            return error
-
-    with futures.ThreadPoolExecutor(max_workers=len(requests)) as pool:
-        return list(pool.map(call, requests))
+from testkit.units import together
 
 
 def test_racing_puts_of_one_result_keep_exactly_one(stub):

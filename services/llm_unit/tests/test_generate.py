@@ -6,9 +6,7 @@ import grpc
 from aiohttp import web
 
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
-from services.llm_unit.tests.conftest import (
-    HELLO, OLLAMA, SECRET, add_llm, add_model, expect_error, fake_provider, generate, kit_json,
-)
+from testkit.llm_unit import HELLO, OLLAMA, SECRET, add_llm, add_model, expect_error, fake_provider, generate, kit_json
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 

@@ -7,22 +7,11 @@ import grpc
 
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
 from services.llm_unit import store
-from services.llm_unit.tests.conftest import (
-    SECRET, add_model, expect_error, generate, kit_json, running_unit, settings_for,
-)
 from testkit import LlmServer
+from testkit.clock import Clock
+from testkit.llm_unit import SECRET, add_model, expect_error, generate, kit_json, running_unit, settings_for
 
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def sqlite_settings(tmp_path, **overrides):

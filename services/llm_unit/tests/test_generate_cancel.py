@@ -5,9 +5,7 @@ import asyncio
 import grpc
 
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
-from services.llm_unit.tests.conftest import (
-    HELLO, add_model, expect_error, generate, running_unit, settings_for, wait_for_stat,
-)
+from testkit.llm_unit import HELLO, add_model, expect_error, generate, running_unit, settings_for, wait_for_stat
 
 
 def start(stub, llm_id: str, **fields):

@@ -5,9 +5,8 @@ import pytest
 from aiohttp import web
 
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
-from services.llm_unit.tests.conftest import (
-    OLLAMA, OPENAI, SECRET, add_model, closed_port, expect_error, fake_provider, generate,
-)
+from testkit.llm_unit import OLLAMA, OPENAI, SECRET, add_model, expect_error, fake_provider, generate
+from testkit.ports import closed_port
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION

@@ -3,7 +3,7 @@
 import asyncio
 
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
-from services.llm_unit.tests.conftest import add_llm, add_model, generate, kit_json
+from testkit.llm_unit import add_llm, add_model, generate, kit_json
 
 
 async def test_hundred_concurrent_slow_generations_all_complete(sqlite_unit, provider_server):

@@ -4,7 +4,7 @@ import grpc
 import pytest
 
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
-from services.llm_unit.tests.conftest import add_llm, add_provider, expect_error
+from testkit.llm_unit import add_llm, add_provider, expect_error
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND

@@ -7,7 +7,7 @@ import pytest
 
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
 from services.llm_unit import store
-from services.llm_unit.tests.conftest import OLLAMA, OPENAI, SECRET, add_llm, add_provider, expect_error
+from testkit.llm_unit import OLLAMA, OPENAI, SECRET, add_llm, add_provider, expect_error
 
 URL = "https://api.example.com/v1/chat/completions"
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

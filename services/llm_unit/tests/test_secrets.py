@@ -7,9 +7,8 @@ import pytest
 
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
 from services.llm_unit import service
-from services.llm_unit.tests.conftest import (
-    SECRET, add_llm, add_model, add_provider, closed_port, expect_error, generate,
-)
+from testkit.llm_unit import SECRET, add_llm, add_model, add_provider, expect_error, generate
+from testkit.ports import closed_port
 
 
 async def test_no_response_carries_the_key(unit):

@@ -1,25 +1,18 @@
-"""The unit as a server: request-id idempotency, races, restarts, schema, health and reflection."""
+"""The unit as a server: request-id idempotency, races, restarts, migrations and its settings."""
 
 import asyncio
-import os
 import pathlib
-import signal
-import subprocess
-import sys
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
 from services.common.db import Database
 from services.llm_unit import server, store
 from services.llm_unit.config import Settings
-from services.llm_unit.tests.conftest import add_llm, add_provider, expect_error, running_unit, settings_for
+from testkit.llm_unit import add_llm, add_provider, expect_error, running_unit, settings_for
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
-SERVICE = "llmchatlinker.llm.v1.LlmService"
 
 
 async def test_repeated_request_id_is_answered_from_the_first_response(unit):
@@ -86,10 +79,6 @@ async def test_restart_keeps_the_data(database_target):
     assert got.llm == llm and got.provider == provider and got.provider.has_api_key
 
 
-async def test_migrated_schema_matches_the_models(unit):
-    assert unit.server.database.schema_drift(store.metadata) == []
-
-
 async def test_migrating_twice_is_harmless(database_target):
     database = Database(database_target.url, database_target.schema)
     try:
@@ -98,54 +87,6 @@ async def test_migrating_twice_is_harmless(database_target):
         assert database.schema_drift(store.metadata) == []
     finally:
         database.dispose()
-
-
-async def test_health_reports_serving(unit):
-    health = health_pb2_grpc.HealthStub(unit.channel)
-    for name in ("", SERVICE):
-        response = await health.Check(health_pb2.HealthCheckRequest(service=name))
-        assert response.status == health_pb2.HealthCheckResponse.SERVING
-
-
-async def test_reflection_lists_the_services(unit):
-    stub = reflection_pb2_grpc.ServerReflectionStub(unit.channel)
-    call = stub.ServerReflectionInfo()
-    await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
-    response = await call.read()
-    await call.done_writing()
-
-    names = {service.name for service in response.list_services_response.service}
-    assert {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
-
-
-def _unit_env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMCHATLINKER_")}
-    env.update(extra)
-    return env
-
-
-def test_main_serves_until_sigterm(tmp_path):
-    env = _unit_env(LLMCHATLINKER_LLM_UNIT_DATABASE_URL=f"sqlite:///{tmp_path / 'l.db'}",
-                    LLMCHATLINKER_LLM_UNIT_PORT="0")
-    process = subprocess.Popen([sys.executable, "-m", "services.llm_unit"], cwd=REPO, env=env,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        port = None
-        for line in process.stderr:
-            if "on port" in line:
-                port = int(line.rsplit(" ", 1)[1])
-                break
-        assert port, "the unit did not report its port"
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE),
-                                                                timeout=10).status
-        assert status == health_pb2.HealthCheckResponse.SERVING
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.stderr.close()
 
 
 def test_main_fails_fast_naming_a_missing_variable(monkeypatch):
@@ -168,7 +109,7 @@ def test_main_rejects_a_bad_generation_timeout(monkeypatch, tmp_path, value):
     assert "LLMCHATLINKER_LLM_UNIT_GENERATION_TIMEOUT_MS" in str(exited.value.code)
 
 
-def test_settings_come_from_the_environment(monkeypatch):
+def test_settings_read_the_port_and_the_generation_timeout(monkeypatch):
     monkeypatch.setenv("LLMCHATLINKER_LLM_UNIT_DATABASE_URL", "sqlite:////tmp/x.db")
     monkeypatch.setenv("LLMCHATLINKER_LLM_UNIT_PORT", "6000")
     monkeypatch.setenv("LLMCHATLINKER_LLM_UNIT_GENERATION_TIMEOUT_MS", "5000")

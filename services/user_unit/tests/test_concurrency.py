@@ -1,27 +1,12 @@
 """Concurrent callers: distinct names all succeed, one name is won exactly once."""
 
-import threading
-from concurrent import futures
-
 import grpc
+import pytest
 
 from llmchatlinker.user.v1 import user_service_pb2 as pb
 from services.common.errors import error_info
-
-
-def together(method, requests: list) -> list:
-    """Sends every request at once, each from its own thread; each outcome is the response or the error."""
-    start = threading.Barrier(len(requests))
-
-    def call(request):
-        start.wait()
-        try:
-            return method(request, timeout=60)
-        except grpc.RpcError as error:
-            return error
-
-    with futures.ThreadPoolExecutor(max_workers=len(requests)) as pool:
-        return list(pool.map(call, requests))
+from services.user_unit import service
+from testkit.units import together
 
 
 def create_together(stub, requests: list[pb.CreateUserRequest]) -> list[pb.User | grpc.RpcError]:
@@ -76,3 +61,15 @@ def test_concurrent_retries_of_one_delete_all_succeed(stub):
 
     assert all(isinstance(outcome, pb.DeleteUserResponse) for outcome in outcomes), outcomes
     assert list(stub.ListUsers(pb.ListUsersRequest()).users) == []
+
+
+@pytest.mark.parametrize("request_id", ["", "race-1"])
+def test_a_lost_race_for_a_username_is_already_exists(stub, create, fails, monkeypatch, request_id):
+    # Stand in for a writer that committed the name between our check and our insert:
+    # the check passes, and the database's partial unique index has the last word.
+    create("olga")
+    monkeypatch.setattr(service, "_claim_username", lambda users, username: None)
+
+    request = pb.CreateUserRequest(request_id=request_id, username="olga")
+    fails(grpc.StatusCode.ALREADY_EXISTS, "USERNAME_TAKEN", stub.CreateUser, request)
+    assert len(stub.ListUsers(pb.ListUsersRequest()).users) == 1

@@ -1,0 +1,34 @@
+"""A whole suite for tests that start it: its environment on free ports, and what a running one is."""
+
+import collections
+import dataclasses
+import os
+import pathlib
+
+from services import launcher
+from testkit.ports import free_ports
+
+
+def suite_environment(data_dir: pathlib.Path | None = None, **extra: str) -> dict[str, str]:
+    """This process's environment without LLMCHATLINKER_ variables (the suite's defaults rule),
+    each service on a free port of its own, SQLite files under `data_dir`, and `extra` on top."""
+    environ = {name: value for name, value in os.environ.items() if not name.startswith("LLMCHATLINKER_")}
+    for service, port in zip(launcher.SERVICES, free_ports(len(launcher.SERVICES))):
+        environ[launcher.variable(service, "PORT")] = str(port)
+    if data_dir is not None:
+        environ["LLMCHATLINKER_DATA_DIR"] = str(data_dir)
+    return {**environ, **extra}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunningSuite:
+    """A started suite: its environment, its last lines of output and, on RabbitMQ, its queue."""
+
+    environ: dict[str, str]
+    output: collections.deque
+    amqp_url: str | None = None
+    queue: str | None = None
+
+    @property
+    def orchestrator(self) -> str:
+        return launcher.address("orchestrator", self.environ)
