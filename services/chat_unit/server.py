@@ -202,16 +202,8 @@ def new_message(message: pb.NewMessage) -> service.NewMessage:
 
 def build_server(settings: Settings) -> ThreadedServer:
     """A ready-to-start server on a migrated database (not started)."""
-    database = open_database(settings.database_url, settings.database_schema)
-    try:
-        servicer = ChatServicer(database)
-        return ThreadedServer(
-            lambda server: pb_grpc.add_ChatServiceServicer_to_server(servicer, server), [SERVICE_NAME], settings.address,
-            on_stop=database.dispose,
-        )
-    except BaseException:
-        database.dispose()
-        raise
+    return ThreadedServer.on_database(open_database(settings.database_url, settings.database_schema), ChatServicer,
+                                      pb_grpc.add_ChatServiceServicer_to_server, SERVICE_NAME, settings.address)
 
 
 def main() -> None:

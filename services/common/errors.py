@@ -25,45 +25,44 @@ class DomainError(Exception):
         self.reason = reason or self.default_reason
         self.metadata = {k: str(v) for k, v in metadata.items()}
 
-
-class InvalidArgument(DomainError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
-    default_reason = "INVALID_ARGUMENT"
-
-
-class NotFound(DomainError):
-    code = grpc.StatusCode.NOT_FOUND
-    default_reason = "NOT_FOUND"
+    def __init_subclass__(cls, code: grpc.StatusCode | None = None, **kwargs):
+        """`class NotFound(DomainError, code=grpc.StatusCode.NOT_FOUND)`: the error's status code,
+        whose name is also its default reason."""
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code, cls.default_reason = code, code.name
 
 
-class AlreadyExists(DomainError):
-    code = grpc.StatusCode.ALREADY_EXISTS
-    default_reason = "ALREADY_EXISTS"
+class InvalidArgument(DomainError, code=grpc.StatusCode.INVALID_ARGUMENT):
+    """The request is malformed: a field missing, out of range or of the wrong form."""
 
 
-class PermissionDenied(DomainError):
-    code = grpc.StatusCode.PERMISSION_DENIED
-    default_reason = "PERMISSION_DENIED"
+class NotFound(DomainError, code=grpc.StatusCode.NOT_FOUND):
+    """What the request names does not exist (or no longer does)."""
 
 
-class FailedPrecondition(DomainError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
-    default_reason = "FAILED_PRECONDITION"
+class AlreadyExists(DomainError, code=grpc.StatusCode.ALREADY_EXISTS):
+    """What the request would create exists already."""
 
 
-class Unavailable(DomainError):
-    code = grpc.StatusCode.UNAVAILABLE
-    default_reason = "UNAVAILABLE"
+class PermissionDenied(DomainError, code=grpc.StatusCode.PERMISSION_DENIED):
+    """The caller may not do this."""
 
 
-class DeadlineExceeded(DomainError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-    default_reason = "DEADLINE_EXCEEDED"
+class FailedPrecondition(DomainError, code=grpc.StatusCode.FAILED_PRECONDITION):
+    """The request is well formed but the state it needs is not there."""
 
 
-class Internal(DomainError):
-    code = grpc.StatusCode.INTERNAL
-    default_reason = "INTERNAL"
+class Unavailable(DomainError, code=grpc.StatusCode.UNAVAILABLE):
+    """Something the service needs cannot be reached right now; trying again may succeed."""
+
+
+class DeadlineExceeded(DomainError, code=grpc.StatusCode.DEADLINE_EXCEEDED):
+    """The work did not finish in the time it had."""
+
+
+class Internal(DomainError, code=grpc.StatusCode.INTERNAL):
+    """A bug or broken invariant; the caller can do nothing about it."""
 
 
 def to_status(error: DomainError, domain: str) -> grpc.Status:

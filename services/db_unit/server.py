@@ -105,17 +105,12 @@ class RecordServicer(pb_grpc.RecordServiceServicer):
 
 def build_server(settings: Settings) -> ThreadedServer:
     """A server on the settings' address, its database migrated to the newest schema."""
-    database = Database(settings.database_url, settings.database_schema)
-    try:
+    def servicer(database: Database) -> RecordServicer:
         database.migrate(MIGRATIONS, store.metadata)
-        servicer = RecordServicer(database)
-        return ThreadedServer(
-            lambda server: pb_grpc.add_RecordServiceServicer_to_server(servicer, server), [SERVICE_NAME], settings.address,
-            on_stop=database.dispose,
-        )
-    except BaseException:
-        database.dispose()
-        raise
+        return RecordServicer(database)
+
+    return ThreadedServer.on_database(Database(settings.database_url, settings.database_schema), servicer,
+                                      pb_grpc.add_RecordServiceServicer_to_server, SERVICE_NAME, settings.address)
 
 
 def main() -> None:

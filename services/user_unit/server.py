@@ -121,17 +121,12 @@ class UserServicer(pb_grpc.UserServiceServicer):
 
 def build_server(settings: Settings) -> ThreadedServer:
     """A server on the settings' address, its database migrated to the newest schema."""
-    database = Database(settings.database_url, settings.database_schema)
-    try:
+    def servicer(database: Database) -> UserServicer:
         database.migrate(MIGRATIONS, store.metadata)
-        servicer = UserServicer(database)
-        return ThreadedServer(
-            lambda server: pb_grpc.add_UserServiceServicer_to_server(servicer, server), [SERVICE_NAME], settings.address,
-            on_stop=database.dispose,
-        )
-    except BaseException:
-        database.dispose()
-        raise
+        return UserServicer(database)
+
+    return ThreadedServer.on_database(Database(settings.database_url, settings.database_schema), servicer,
+                                      pb_grpc.add_UserServiceServicer_to_server, SERVICE_NAME, settings.address)
 
 
 def main() -> None:

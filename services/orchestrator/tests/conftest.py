@@ -10,7 +10,6 @@ import dataclasses
 import importlib
 import inspect
 import json
-import os
 import time
 import urllib.parse
 import uuid
@@ -18,7 +17,6 @@ import uuid
 import grpc
 import pika
 import pytest
-import sqlalchemy
 
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2_grpc as orchestrator_grpc
@@ -31,10 +29,8 @@ from services.orchestrator.server import OrchestratorServer, build_server
 from services.orchestrator.units.channels import GENERATION_DEADLINE_S, UNARY_DEADLINE_S, UnitChannels
 from services.orchestrator.units.gateways import Units
 from testkit import LlmServer
-
-# The broker of the root conftest's `amqp_url` fixture (read here too: teardown outlives it).
-AMQP_URL = os.environ.get("LLMCHATLINKER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-
+# AMQP_URL: the broker of the root conftest's `amqp_url` fixture (read here too: teardown outlives it).
+from testkit.backends import AMQP_URL, delete_queues, drop_schemas
 
 # ---- RabbitMQ as a legacy client sees it ------------------------------------------------------
 
@@ -111,16 +107,6 @@ class LegacyClient:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._connection.close()
-
-
-def delete_queues(url: str, names) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        for name in names:
-            with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):
-                connection.channel().queue_delete(name)
-    finally:
-        connection.close()
 
 
 @pytest.fixture
@@ -323,11 +309,7 @@ async def suite_db(database_target):
             yield running
     finally:
         if prefix:
-            engine = sqlalchemy.create_engine(database_target.url)
-            with engine.begin() as connection:
-                for unit in UNITS:
-                    connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{prefix}_{unit}" CASCADE')
-            engine.dispose()
+            drop_schemas(database_target.url, [f"{prefix}_{unit}" for unit in UNITS])
 
 
 class DeadlineChecked:
