@@ -59,6 +59,9 @@ def up(args: argparse.Namespace) -> int:
             _print_ready(suite)
         while not stop_requested.wait(0.2):
             suite.raise_if_one_died()
+    except launcher.PortsInUse as error:
+        _write(f"llmchatlinker: {error}")
+        return 1
     except (launcher.ServiceDied, TimeoutError) as error:
         _write(f"llmchatlinker: {error}; stopping the others")
         suite.stop()

@@ -130,6 +130,23 @@ class Child:
         return self.process.poll()
 
 
+class PortsInUse(RuntimeError):
+    """Ports the suite would listen on are taken: nothing was started."""
+
+
+def _free(host: str, port_number: int) -> bool:
+    if port_number == 0:
+        return True
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers are no obstacle
+        try:
+            probe.bind((host.strip("[]"), port_number))
+        except OSError:
+            return False
+    return True
+
+
 class ServiceDied(RuntimeError):
     def __init__(self, child: Child) -> None:
         super().__init__(f"{child.name} exited with code {child.exit_code}")
@@ -148,8 +165,10 @@ class Suite:
         self.children: list[Child] = []
 
     def start(self) -> None:
-        # Every environment first: a configuration error must stop us before anything is started.
+        # Every environment and every port first: a configuration error or a port in use must stop
+        # us before anything is started.
         environments = {service: service_environment(service, self._environ) for service in self._services}
+        self._check_ports()
         if self._test_llm_port is not None:
             llm_address = f"127.0.0.1:{self._test_llm_port}"
             self._spawn(TEST_LLM, llm_address, [sys.executable, "-m", "testkit.llm_server", "--host", "127.0.0.1",
@@ -159,6 +178,16 @@ class Suite:
             service_address = address(service, self._environ)
             self._spawn(service, service_address, service_command(service), environments[service],
                         lambda a=service_address: healthcheck.is_serving(a, timeout=1.0))
+
+    def _check_ports(self) -> None:
+        host = config.optional("HOST", DEFAULT_HOST, self._environ)
+        wanted = [(service, host, port(service, self._environ)) for service in self._services]
+        if self._test_llm_port is not None:
+            wanted.append((TEST_LLM, "127.0.0.1", self._test_llm_port))
+        taken = [f"{name} {where}:{number}" for name, where, number in wanted if not _free(where, number)]
+        if taken:
+            raise PortsInUse(f"port in use: {', '.join(taken)}; is another suite running? Stop it, or set "
+                             f"{config.PREFIX}<SERVICE>_PORT")
 
     def _spawn(self, name: str, where: str, command: list[str], env: Mapping[str, str],
                ready: Callable[[], bool]) -> None:

@@ -23,6 +23,9 @@ SERVER_OPTIONS = [
     *limits.MESSAGE_SIZE_OPTIONS,
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    # gRPC sets SO_REUSEPORT by default: a second suite would then bind the same ports and clients
+    # would reach either at random. Without it, a port in use is an error at start.
+    ("grpc.so_reuseport", 0),
 ]
 
 Register = Callable[[grpc.Server], None]
@@ -48,6 +51,18 @@ def _add_health_and_reflection(server, service_names: Iterable[str], experimenta
 THREADED_MAX_WORKERS = 8
 
 
+def listen(server, address: str) -> int:
+    """Binds `address` (port 0: any free port); the port bound. A port in use is an error naming it."""
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if not port:
+        raise RuntimeError(f"cannot listen on {address}: the port is in use (another suite running?) "
+                           "or the address is not this machine's")
+    return port
+
+
 class ThreadedServer:
     """A thread-pool gRPC server (for the database-bound units)."""
 
@@ -64,9 +79,19 @@ class ThreadedServer:
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS)
         register(self._server)
         self._health = _add_health_and_reflection(self._server, service_names, experimental_non_blocking=True)
-        self.port = self._server.add_insecure_port(address)
-        if not self.port:
-            raise RuntimeError(f"cannot listen on {address}")
+        self.port = listen(self._server, address)
+
+    @classmethod
+    def on_database(cls, database, build_servicer: Callable[[object], object], add_servicer: Callable,
+                    service_name: str, address: str) -> "ThreadedServer":
+        """A server of `build_servicer(database)` that disposes of the database when it stops, or at
+        once when it cannot be built (a failed migration, a port in use)."""
+        try:
+            servicer = build_servicer(database)
+            return cls(lambda server: add_servicer(servicer, server), [service_name], address, on_stop=database.dispose)
+        except BaseException:
+            database.dispose()
+            raise
 
     def start(self) -> "ThreadedServer":
         self._server.start()
@@ -104,9 +129,7 @@ class AsyncServer:
         self._server = grpc.aio.server(options=SERVER_OPTIONS)
         register(self._server)
         self._health = _add_health_and_reflection(self._server, service_names, experimental_non_blocking=True)
-        self.port = self._server.add_insecure_port(address)
-        if not self.port:
-            raise RuntimeError(f"cannot listen on {address}")
+        self.port = listen(self._server, address)
 
     async def start(self) -> "AsyncServer":
         await self._server.start()

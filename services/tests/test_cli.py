@@ -139,7 +139,21 @@ def test_up_fails_when_a_port_is_taken(tmp_path, launched):
         taken.bind(("127.0.0.1", int(env["LLMCHATLINKER_DB_UNIT_PORT"])))
         taken.listen()
         suite = launched(["up", "--ready-timeout", "60"], env)
-        assert suite.process.wait(timeout=60) != 0
+        suite.wait_for_line(f"port in use: db_unit 127.0.0.1:{env['LLMCHATLINKER_DB_UNIT_PORT']}")
+        assert suite.process.wait(timeout=60) == 1
+    assert "the suite is up" not in "\n".join(suite.output)
+
+
+def test_a_second_up_on_the_same_ports_refuses_to_start_and_leaves_the_first_serving(tmp_path, launched):
+    env = suite_environment(tmp_path / "data")
+    first = launched(["up"], env)
+    first.wait_for_line(READY_LINE)
+    second = launched(["up"], suite_environment(tmp_path / "other") | {
+        name: value for name, value in env.items() if name.endswith("_PORT")})
+    second.wait_for_line("port in use: user_unit")
+    assert second.process.wait(timeout=60) == 1
+    assert first.process.poll() is None
+    assert all(healthcheck.is_serving(address, timeout=2) for address, _pid in first.children().values())
 
 
 def test_up_on_postgresql_gives_each_unit_its_own_schema(tmp_path, launched):
