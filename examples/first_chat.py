@@ -16,6 +16,7 @@ endpoint = os.environ.get("LLM_ENDPOINT", "http://127.0.0.1:8089/v1/chat/complet
 model = os.environ.get("LLM_MODEL", "stand-in")
 suffix = uuid.uuid4().hex[:6]  # names are unique: a run of its own each time
 
+streamed = False  # whether a token is on the current line
 # gRPC to 127.0.0.1:50051, or $LLMCHATLINKER_ORCHESTRATOR_ADDR
 with LLMChatLinkerClient() as client:
     try:
@@ -31,9 +32,10 @@ with LLMChatLinkerClient() as client:
                                                user_input="What is the longest river in the world?"):
             if isinstance(item, str):
                 print(item, end="", flush=True)  # a token as it arrives
+                streamed = True
             else:
                 reply = item.value  # the final reply's message; raises if the generation failed
         print()
         print("success", reply["message_id"])
     except LLMChatLinkerError as error:
-        sys.exit(f"\nfirst_chat: {error}")
+        sys.exit(("\n" if streamed else "") + f"first_chat: {error}")
