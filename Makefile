@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: all venv proto run test lint bench clean
+.PHONY: all venv proto run test lint bench clean clean-data
 
 all: proto
 
@@ -38,5 +38,11 @@ lint: proto
 bench: proto
 	$(PY) -m bench
 
+# Build outputs only: the venv and the generated code. The suite's data is kept.
 clean:
-	rm -rf $(VENV) gen var *.egg-info wire/*.egg-info clients/python/*.egg-info
+	rm -rf $(VENV) gen *.egg-info wire/*.egg-info clients/python/*.egg-info
+
+# The suite's data: the embedded SQLite files (users, chats, messages) under LLMCHATLINKER_DATA_DIR.
+DATA_DIR := $(or $(LLMCHATLINKER_DATA_DIR),var/data)
+clean-data:
+	rm -rf "$(DATA_DIR)"

@@ -117,7 +117,8 @@ async def http_answers(url: str) -> bool:
 async def start_llm_server(log_dir: Path) -> Process:
     """The stand-in provider in its own process, so its CPU is not counted as ours."""
     port = free_port()
-    process = spawn("testkit_llm", [sys.executable, "-m", "testkit.llm_server", "--port", str(port)],
+    process = spawn("testkit_llm", [sys.executable, "-m", "testkit.llm_server", "--port", str(port),
+                                           "--interval-ms", "0"],  # scenarios set their own pace
                     {}, port, log_dir)
     await wait_until(process, lambda: http_answers(f"http://127.0.0.1:{port}/_testkit/stats"))
     return process

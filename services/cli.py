@@ -1,4 +1,5 @@
-"""The llmchatlinker command: `up` starts the whole suite, `serve SERVICE` runs one service."""
+"""The llmchatlinker command: `up` starts the whole suite, `serve SERVICE` runs one service, `call`
+runs one instruction from the shell."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import signal
 import sys
 import threading
 
-from services import launcher
+from services import call, launcher
 
 _output_lock = threading.Lock()
 
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="how long to wait for every service to be SERVING (default %(default)s)")
     serve = commands.add_parser("serve", help="run one service in the foreground (what containers run)")
     serve.add_argument("service", choices=launcher.SERVICES)
+    call.add_parser(commands)
     return parser
 
 
@@ -93,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         launcher.exec_service(args.service, os.environ)
+    if args.command == "call":
+        sys.exit(call.run(args))
     sys.exit(up(args))
 
 

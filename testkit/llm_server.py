@@ -21,6 +21,10 @@ LISTEN_BACKLOG = 1024
 # How long stop() lets aiohttp finish open responses; our own handlers are cancelled
 # first, since a stall or drip never ends by itself.
 SHUTDOWN_SECONDS = 1.0
+# The pace of `python -m testkit.llm_server` (what `llmchatlinker up --with-test-llm` runs): a demo
+# should look streamed, about 6 tokens a second. LlmServer itself, which tests and benchmarks
+# start, keeps answering at once (interval_ms=0) unless told otherwise.
+DEMO_INTERVAL_MS = 150.0
 
 
 @dataclass
@@ -221,7 +225,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8089, help="0 picks a free port")
     parser.add_argument("--latency-ms", type=float, help="wait before the first byte")
     parser.add_argument("--tokens", type=int, help="reply with N tokens t0 t1 ... instead of an echo")
-    parser.add_argument("--interval-ms", type=float, help="wait between streamed tokens")
+    parser.add_argument("--interval-ms", type=float, default=DEMO_INTERVAL_MS,
+                        help="wait between streamed tokens (default %(default)s, a visible pace; 0: all at once)")
     parser.add_argument("--fail", help="refuse, stall, drip, 500, 429, 401, garbage or cut")
     parser.add_argument("--drip-ms", type=float, help="pause between bytes with --fail drip")
     parser.add_argument("--require-key", help="answer 401 unless 'Authorization: Bearer KEY'")

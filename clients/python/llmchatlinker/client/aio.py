@@ -9,8 +9,8 @@ import grpc
 from google.protobuf.message import Message
 
 from llmchatlinker.client import settings
-from llmchatlinker.client.errors import LLMChatLinkerError
-from llmchatlinker.client.instructions import as_instruction, is_ok
+from llmchatlinker.client.errors import LLMChatLinkerError, stream_ended_early
+from llmchatlinker.client.instructions import as_instruction, is_ok, refuse_blank_input
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2_grpc as pb_grpc
 
@@ -55,6 +55,7 @@ class AsyncClient:
     async def events(self, instruction: Message, *, timeout: float | None = None) -> AsyncIterator[pb.Result]:
         """Every result event, the final one included whatever its status."""
         request = pb.SubmitRequest(instruction=as_instruction(instruction))
+        refuse_blank_input(request.instruction)
         call = self._stub.Submit(request, timeout=self.timeout if timeout is None else timeout)
         try:
             async for response in call:
@@ -62,10 +63,10 @@ class AsyncClient:
                 if response.result.final:
                     return
         except grpc.RpcError as error:
-            raise LLMChatLinkerError.from_rpc_error(error) from None
+            raise LLMChatLinkerError.from_rpc_error(error, self.address) from None
         finally:
             call.cancel()
-        raise LLMChatLinkerError(grpc.StatusCode.UNAVAILABLE, "the result stream ended without a final result")
+        raise stream_ended_early(self.address)
 
     async def close(self) -> None:
         await self._channel.close()

@@ -11,6 +11,8 @@ import uuid
 import grpc
 
 from llmchatlinker.client.errors import LLMChatLinkerError
+from llmchatlinker.client.replies import Reply
+from llmchatlinker.client.settings import AMQP_INSTALL_HINT
 
 # How long one wait on the socket lasts; the overall wait is the transport's timeout.
 POLL_SECONDS = 1.0
@@ -37,7 +39,7 @@ class AmqpTransport:
         try:
             import pika  # noqa: F401
         except ImportError:
-            raise ImportError("the AMQP transport needs pika: pip install 'llmchatlinker[amqp]'") from None
+            raise ImportError(f"the AMQP transport needs pika: {AMQP_INSTALL_HINT}") from None
         self.queue = queue
         self.timeout = timeout
         self._parameters = connection_parameters(url)
@@ -47,7 +49,7 @@ class AmqpTransport:
         self._reply_queue = ""
         self._replies: dict[str, bytes] = {}
 
-    def call(self, body: dict) -> dict:
+    def call(self, body: dict) -> Reply:
         """Publishes one legacy instruction and returns its legacy reply."""
         import pika.exceptions
 
@@ -56,7 +58,7 @@ class AmqpTransport:
             for attempt in (1, 2):
                 try:
                     correlation_id = self._publish(body, message_id)
-                    return json.loads(self._wait_for(correlation_id))
+                    return Reply(json.loads(self._wait_for(correlation_id)))
                 except pika.exceptions.AMQPError as error:
                     # A connection the broker dropped while idle (missed heartbeats) is reopened
                     # once. Publishing again is safe: the same message_id is never applied twice.

@@ -6,6 +6,7 @@ import uuid
 
 from google.protobuf.message import Message
 
+from llmchatlinker.client.errors import blank_input
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
 
 # Message full name -> the Instruction oneof field carrying it (UserCreate -> "user_create").
@@ -33,6 +34,18 @@ def as_instruction(request: Message) -> pb.Instruction:
     if not instruction.instruction_id:
         instruction.instruction_id = uuid.uuid4().hex
     return instruction
+
+
+def refuse_blank_input(instruction: pb.Instruction) -> None:
+    """Raises INVALID_ARGUMENT (INVALID_FIELD) for a generation whose user_input is empty or only
+    whitespace: there is nothing to send to the model."""
+    if instruction.WhichOneof("instruction") == "llm_response_generate" and is_blank(
+            instruction.llm_response_generate.user_input):
+        raise blank_input()
+
+
+def is_blank(text: object) -> bool:
+    return isinstance(text, str) and not text.strip()
 
 
 def is_ok(result: pb.Result) -> bool:

@@ -4,6 +4,7 @@ Code written for the original runs unchanged. Every method builds the legacy JSO
 (`{"type", "data"}`) and returns the legacy reply (`{"status": "success" | "error", "message",
 "data"}`); both transports share the one mapping in `llmchatlinker.wire`. An instruction that fails
 comes back as a reply with status "error"; a suite that cannot be reached raises LLMChatLinkerError.
+Replies are `Reply` dicts: the same keys and values, plus `ok`, `code`, `reason` and `value`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from collections.abc import Iterator
 import grpc
 
 from llmchatlinker.client import settings
-from llmchatlinker.client.instructions import delta_text
+from llmchatlinker.client.errors import DOMAIN, LLMChatLinkerError, blank_input
+from llmchatlinker.client.instructions import delta_text, is_blank
 from llmchatlinker.client.paging import run_whole
+from llmchatlinker.client.replies import Reply
 from llmchatlinker.client.typed import Client
 from llmchatlinker.wire import WireError, instruction_from_json, result_to_json
 
@@ -31,19 +34,19 @@ class GrpcTransport:
         try:
             instruction = instruction_from_json(body)
         except WireError as error:
-            return _error_reply(error.message)
-        return result_to_json(run_whole(self._client.final_result, instruction))
+            return _wire_error_reply(error)
+        return _reply(run_whole(self._client.final_result, instruction))
 
     def stream(self, body: dict) -> Iterator[str | dict]:
         try:
             instruction = instruction_from_json(body)
         except WireError as error:
-            yield _error_reply(error.message)
+            yield _wire_error_reply(error)
             return
         with contextlib.closing(self._client.events(instruction)) as events:
             for result in events:
                 if result.final:
-                    yield result_to_json(result)
+                    yield _reply(result)
                     return
                 text = delta_text(result)
                 if text:
@@ -53,8 +56,18 @@ class GrpcTransport:
         self._client.close()
 
 
-def _error_reply(message: str) -> dict:
-    return {"status": "error", "message": message, "data": {}}
+def _reply(result) -> Reply:
+    status = result.status
+    return Reply(result_to_json(result), LLMChatLinkerError.from_status(status).code, status.reason, status.domain)
+
+
+def _wire_error_reply(error: WireError) -> Reply:
+    return Reply({"status": "error", "message": error.message, "data": {}}, grpc.StatusCode.INVALID_ARGUMENT,
+                 error.reason, DOMAIN)
+
+
+def _refused(error: LLMChatLinkerError) -> Reply:
+    return Reply({"status": "error", "message": error.message, "data": {}}, error.code, error.reason, error.domain)
 
 
 class LLMChatLinkerClient:
@@ -89,7 +102,7 @@ class LLMChatLinkerClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _send(self, instruction_type: str, **data: object) -> dict:
+    def _send(self, instruction_type: str, **data: object) -> Reply:
         return self._transport.call({"type": instruction_type, "data": data})
 
     # Users.
@@ -171,6 +184,8 @@ class LLMChatLinkerClient:
 
     # Generation.
     def generate_llm_response(self, user_id, chat_id, provider_id, llm_id, user_input):
+        if is_blank(user_input):
+            return _refused(blank_input())
         return self._send("LLM_RESPONSE_GENERATE", user_id=user_id, chat_id=chat_id, provider_id=provider_id,
                           llm_id=llm_id, user_input=user_input)
 
@@ -180,6 +195,9 @@ class LLMChatLinkerClient:
     def stream_llm_response(self, user_id, chat_id, provider_id, llm_id, user_input) -> Iterator[str | dict]:
         """Like generate_llm_response, but yields each token delta (a str) as it arrives, then the
         final reply dict. Over AMQP, which has no progress events, it yields the reply alone."""
+        if is_blank(user_input):
+            yield _refused(blank_input())
+            return
         body = {"type": "LLM_RESPONSE_GENERATE",
                 "data": {"user_id": user_id, "chat_id": chat_id, "provider_id": provider_id, "llm_id": llm_id,
                          "user_input": user_input}}

@@ -9,8 +9,8 @@ import grpc
 from google.protobuf.message import Message
 
 from llmchatlinker.client import settings
-from llmchatlinker.client.errors import LLMChatLinkerError
-from llmchatlinker.client.instructions import as_instruction, is_ok
+from llmchatlinker.client.errors import LLMChatLinkerError, stream_ended_early
+from llmchatlinker.client.instructions import as_instruction, is_ok, refuse_blank_input
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2_grpc as pb_grpc
 
@@ -69,6 +69,7 @@ class Client:
     def events(self, instruction: Message, *, timeout: float | None = None) -> Iterator[pb.Result]:
         """Every result event, the final one included whatever its status."""
         request = pb.SubmitRequest(instruction=as_instruction(instruction))
+        refuse_blank_input(request.instruction)
         call = self._stub.Submit(request, timeout=self.timeout if timeout is None else timeout)
         try:
             for response in call:
@@ -76,10 +77,10 @@ class Client:
                 if response.result.final:
                     return
         except grpc.RpcError as error:
-            raise LLMChatLinkerError.from_rpc_error(error) from None
+            raise LLMChatLinkerError.from_rpc_error(error, self.address) from None
         finally:
             call.cancel()  # a no-op once the stream has ended; stops the work when abandoned
-        raise LLMChatLinkerError(grpc.StatusCode.UNAVAILABLE, "the result stream ended without a final result")
+        raise stream_ended_early(self.address)
 
     def close(self) -> None:
         self._channel.close()
