@@ -26,6 +26,9 @@ async def generate(run: Run, request: orchestrator_pb2.LlmResponseGenerate) -> P
     if not 1 <= len(request.user_input) <= MAX_MESSAGE_CHARS:
         raise InvalidArgument(f"user_input must be 1 to {MAX_MESSAGE_CHARS:,} characters "
                               f"(got {len(request.user_input):,})", reason="INVALID_FIELD", field="user_input")
+    if not request.user_input.strip():  # the client refuses it too, with the same words
+        raise InvalidArgument("user_input is blank: it must contain at least one visible character",
+                              reason="INVALID_FIELD", field="user_input")
     chat_id, user_id = require(request.chat_id, "chat_id"), require(request.user_id, "user_id")
     # The user's check runs alongside the model's read (usually kept) and then the chat's read.
     user_check = asyncio.ensure_future(run.units.users.live_user(user_id))

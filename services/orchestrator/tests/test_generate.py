@@ -102,11 +102,13 @@ async def test_a_provider_that_does_not_serve_the_model_is_refused(units):
     assert "GenerateReply" not in units.calls
 
 
-async def test_empty_input_is_refused_before_the_model_is_asked(units):
+@pytest.mark.parametrize("user_input", ["", "   ", "\n\t "])
+async def test_empty_or_blank_input_is_refused_before_the_model_is_asked(units, user_input):
     ada, chat_id, _, llm_id = await _setup(units)
     result = await units.run({"type": "LLM_RESPONSE_GENERATE", "data": {
-        "user_id": ada, "chat_id": chat_id, "llm_id": llm_id, "user_input": ""}})
+        "user_id": ada, "chat_id": chat_id, "llm_id": llm_id, "user_input": user_input}})
     assert result.status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert result.status.reason == "INVALID_FIELD"
     assert "GenerateReply" not in units.calls
 
 
