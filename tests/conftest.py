@@ -14,7 +14,6 @@ import time
 import urllib.request
 import uuid
 
-import pika
 import pytest
 
 from llmchatlinker.chat.v1 import chat_service_pb2 as chat_pb2
@@ -25,6 +24,7 @@ from services import healthcheck, launcher
 from testkit import run_in_thread
 from testkit.backends import AMQP_URL, POSTGRES_URL, delete_queues, drop_schemas, require_postgres, require_rabbitmq
 from testkit.ports import free_ports
+from testkit.legacy_amqp import LegacyAmqpClient
 from testkit.suite import RunningSuite, suite_environment
 
 READY_TIMEOUT_SECONDS = 90
@@ -78,6 +78,10 @@ def suite(tmp_path_factory):
         "LLMCHATLINKER_AMQP_URL": AMQP_URL,
         "LLMCHATLINKER_QUEUE": queue,
         "LLMCHATLINKER_DATABASE_URL": POSTGRES_URL,
+        # A provider or unit out of reach is waited out for 1.5 s here rather than 120 s, so the
+        # tests of the final UNAVAILABLE answer stay quick (services/orchestrator/tests/test_outages.py
+        # covers the waiting itself).
+        "LLMCHATLINKER_OUTAGE_WAIT_MS": "1500",
         **{launcher.variable(unit, "DATABASE_SCHEMA"): schema for unit, schema in schemas.items()},
     })
     try:
@@ -194,45 +198,6 @@ _ROLES = {chat_pb2.MESSAGE_ROLE_USER: "user", chat_pb2.MESSAGE_ROLE_ASSISTANT: "
           chat_pb2.MESSAGE_ROLE_SYSTEM: "system"}
 
 
-class LegacyAmqpClient:
-    """An unmodified client of the original LLMChatLinker, with pika's BlockingConnection: it declares
-    the queue durable, publishes JSON with reply_to and correlation_id, and waits on its own queue."""
-
-    def __init__(self, url: str, queue: str):
-        self.queue = queue
-        self._connection = pika.BlockingConnection(pika.URLParameters(url))
-        self._channel = self._connection.channel()
-        self._channel.queue_declare(queue=queue, durable=True)
-        self.reply_queue = self._channel.queue_declare(queue="", exclusive=True).method.queue
-        self.replies: dict[str, list[dict]] = collections.defaultdict(list)
-        self._channel.basic_consume(self.reply_queue, self._on_reply, auto_ack=True)
-
-    def _on_reply(self, _channel, _method, properties, body) -> None:
-        self.replies[properties.correlation_id].append(json.loads(body))
-
-    def send(self, json_type: str, data: dict) -> str:
-        correlation_id = str(uuid.uuid4())
-        body = json.dumps({"type": json_type, "data": data}).encode()
-        self._channel.basic_publish("", self.queue, body, pika.BasicProperties(
-            reply_to=self.reply_queue, correlation_id=correlation_id, delivery_mode=2))
-        return correlation_id
-
-    def wait(self, correlation_ids, timeout: float = REPLY_TIMEOUT_SECONDS) -> None:
-        """Returns once every id has at least one reply; bounded."""
-        deadline = time.monotonic() + timeout
-        while any(not self.replies.get(c) for c in correlation_ids):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no reply within {timeout} s")
-            self._connection.process_data_events(time_limit=0.05)
-
-    def call(self, json_type: str, data: dict) -> dict:
-        correlation_id = self.send(json_type, data)
-        self.wait([correlation_id])
-        return self.replies[correlation_id][0]
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._connection.close()
 
 
 @pytest.fixture

@@ -12,6 +12,9 @@ DEFAULT_MAX_IN_FLIGHT = 256
 # instruction, through another replica within this time. 0 keeps nothing (generations at the
 # same moment still share one read).
 DEFAULT_MODEL_CACHE_TTL_MS = 2_000
+# How long an instruction waits out an outage (a unit or the provider unreachable) by going back on
+# the queue before the outage becomes its final answer, UNAVAILABLE.
+DEFAULT_OUTAGE_WAIT_MS = 120_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +30,7 @@ class Settings:
     queue: str = INSTRUCTION_QUEUE
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     model_cache_ttl_ms: int = DEFAULT_MODEL_CACHE_TTL_MS
+    outage_wait_ms: int = DEFAULT_OUTAGE_WAIT_MS
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -40,4 +44,5 @@ class Settings:
             queue=config.optional("QUEUE", INSTRUCTION_QUEUE),
             max_in_flight=config.integer("MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, minimum=1),
             model_cache_ttl_ms=config.milliseconds("MODEL_CACHE_TTL_MS", DEFAULT_MODEL_CACHE_TTL_MS),
+            outage_wait_ms=config.milliseconds("OUTAGE_WAIT_MS", DEFAULT_OUTAGE_WAIT_MS),
         )

@@ -21,6 +21,18 @@ _TRANSPORT_FAILURES = {
 }
 
 
+# Reasons of failures that are outages, not answers: a unit (or its database) unreachable or stalled,
+# or the provider unreachable. An instruction failing with one of them before it streamed anything
+# goes back on the queue and runs again, for up to LLMCHATLINKER_OUTAGE_WAIT_MS.
+OUTAGE_REASONS = frozenset({"UNIT_UNAVAILABLE", "UNIT_DEADLINE_EXCEEDED", "DATABASE_UNAVAILABLE", "PROVIDER_UNREACHABLE"})
+_OUTAGE_CODES = frozenset(code.value[0] for code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED))
+
+
+def is_outage(status: orchestrator_pb2.Status) -> bool:
+    """Whether a failed instruction's status says that a part it needs is down (see OUTAGE_REASONS)."""
+    return status.code in _OUTAGE_CODES and status.reason in OUTAGE_REASONS
+
+
 def failed_result(instruction_id: str, instruction_type: int, status: orchestrator_pb2.Status,
                   sequence: int = 0) -> orchestrator_pb2.Result:
     """The final Result of an instruction that failed with `status`."""

@@ -49,7 +49,8 @@ class OrchestratorServer:
         s = self.settings
         self._channels = UnitChannels.connect(s.user_unit_addr, s.chat_unit_addr, s.llm_unit_addr, s.db_unit_addr)
         units = Units.over(self._channels, s.model_cache_ttl_ms / 1000)
-        self.cycle = Cycle(self.transport, ControlUnit(units), Results(units), self.switchboard)
+        self.cycle = Cycle(self.transport, ControlUnit(units), Results(units), self.switchboard,
+                           outage_wait_s=s.outage_wait_ms / 1000)
         self.transport.start(self.cycle.on_message, self.switchboard.on_reply)
         try:
             await self.transport.ready(BROKER_WAIT_SECONDS)

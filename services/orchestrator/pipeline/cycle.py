@@ -16,7 +16,7 @@ from services.orchestrator.instructions.catalog import chat_id_of
 from services.orchestrator.instructions.control import ControlUnit
 from services.orchestrator.pipeline.chains import Chains
 from services.orchestrator.pipeline.deltas import delta_route
-from services.orchestrator.pipeline.redelivery import DeliveryPolicy
+from services.orchestrator.pipeline.redelivery import DeliveryPolicy, InstructionOutage
 from services.orchestrator.pipeline.results import Results, instruction_id_for
 from services.orchestrator.queue.bodies import DecodeError, decode
 from services.orchestrator.queue.replies import Outbox
@@ -30,13 +30,14 @@ Instruction = orchestrator_pb2.Instruction
 
 
 class Cycle:
-    def __init__(self, transport: Transport, control: ControlUnit, results: Results, switchboard: Switchboard):
+    def __init__(self, transport: Transport, control: ControlUnit, results: Results, switchboard: Switchboard,
+                 outage_wait_s: float):
         self._transport = transport
         self._control = control
         self._results = results
         self._switchboard = switchboard
         self._outbox = Outbox(transport)
-        self._policy = DeliveryPolicy(transport, self._outbox, self._answer)
+        self._policy = DeliveryPolicy(transport, self._outbox, self._answer, self._tell_waiting, outage_wait_s)
         self._chains = Chains()
         self._tasks: set[asyncio.Task] = set()
         # Instruction id -> the result of its run in progress here, so a duplicate joins it.
@@ -90,6 +91,8 @@ class Cycle:
         delivery count raised, and at MAX_DELIVERIES to the dead-letter queue."""
         if instruction.instruction_id in self._running:
             return False  # still running here (our connection dropped meanwhile): join it
+        if self._policy.put_back_here(message):
+            return False  # this replica gave it back to wait out an outage: a try like any other
         stored = await self._results.lookup(instruction.instruction_id)
         if stored is None:
             await self._policy.count_failure(message, "the message was delivered and not finished",
@@ -111,6 +114,8 @@ class Cycle:
             result = await self._results.lookup(instruction_id)
             if result is None and not self._withdrawn(message, instruction_id):
                 result = await self._execute(message, instruction)
+                if result is not None and self._policy.waits_out(instruction_id, result):
+                    raise InstructionOutage(instruction_id, result)
                 if result is not None:
                     result = await self._results.keep(instruction, result)
             future.set_result(result)
@@ -153,6 +158,17 @@ class Cycle:
         result = execution.result()
         result.instruction_id, result.sequence, result.final = instruction_id, sequence + 1, True
         return result
+
+    def _tell_waiting(self, message: Message, outage: InstructionOutage, retry_at: float, give_up_at: float) -> None:
+        """A progress event for the caller of an instruction that went back on the queue."""
+        event = Result(instruction_id=outage.instruction_id, instruction_type=outage.result.instruction_type,
+                       status=orchestrator_pb2.Status(code=0))
+        event.waiting.message, event.waiting.reason = outage.result.status.message, outage.result.status.reason
+        event.waiting.retry_time.FromNanoseconds(int(retry_at * 1e9))
+        event.waiting.give_up_time.FromNanoseconds(int(give_up_at * 1e9))
+        route = delta_route(self._transport, self._switchboard, message, outage.instruction_id)
+        route.delta(event)
+        route.flush()
 
     async def _answer(self, message: Message, result: Result) -> None:
         """The final result to its caller: in-process to a Submit call of this replica, else to reply_to."""

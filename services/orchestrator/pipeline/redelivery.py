@@ -1,7 +1,10 @@
 """Redelivery policy: what happens to a message whose cycle did not finish.
 
 A failure outside the message (a unit or the broker unreachable, a deadline passed) is an outage:
-the message goes back on the queue after a back-off that grows with the outage. Any other failure
+the message goes back on the queue after a back-off that grows with the outage. So does an
+instruction whose result is an outage (errors.is_outage) before it streamed anything, for up to
+the outage wait; a try failing after that is its final answer. A message this replica put back
+is not counted as a delivery when it comes round again. Any other failure
 counts as a delivery (a header, since classic queues do not count them); at MAX_DELIVERIES the
 message goes to the dead-letter queue and its caller gets a final ABORTED. A body that is no
 instruction is dead-lettered at once and answered INVALID_ARGUMENT.
@@ -10,8 +13,10 @@ instruction is dead-lettered at once and answered INVALID_ARGUMENT.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -19,7 +24,7 @@ import grpc
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from llmchatlinker.wire.names import instruction_type_named
 from services.common.limits import bounded_id
-from services.orchestrator.errors import failed_result, orchestrator_status
+from services.orchestrator.errors import failed_result, is_outage as is_outage_status, orchestrator_status
 from services.orchestrator.queue.bodies import DecodeError
 from services.orchestrator.queue.replies import Outbox
 from services.orchestrator.queue.transport import MAX_DELIVERIES, ConnectionLost, Message, Transport
@@ -28,20 +33,40 @@ log = logging.getLogger(__name__)
 
 Result = orchestrator_pb2.Result
 Answer = Callable[[Message, Result], Awaitable[None]]
+# Tells a message's caller that it waits: (message, the outage, when it runs again, when it gives up).
+Notify = Callable[[Message, "InstructionOutage", float, float], None]
 
 # A message whose cycle failed because a unit or the broker was unreachable goes back on the
 # queue after a wait between these bounds, growing with the outage.
 RETRY_FIRST_SECONDS = 0.5
 RETRY_CAP_SECONDS = 30.0
+# Messages put back on the queue (and instructions waiting out an outage) remembered at most.
+REMEMBERED = 100_000
+
+
+class InstructionOutage(Exception):
+    """An instruction's result says a part it needs is down: it goes back on the queue to run again."""
+
+    def __init__(self, instruction_id: str, result: Result):
+        super().__init__(f"{result.status.reason}: {result.status.message}")
+        self.instruction_id = instruction_id
+        self.result = result
 
 
 class DeliveryPolicy:
     """Settles the messages whose cycle failed: back on the queue, counted, or dead-lettered."""
 
-    def __init__(self, transport: Transport, outbox: Outbox, answer: Answer):
+    def __init__(self, transport: Transport, outbox: Outbox, answer: Answer, notify: Notify,
+                 outage_wait_s: float):
         self._transport = transport
         self._outbox = outbox
         self._answer = answer
+        self._notify = notify
+        self._outage_wait_s = outage_wait_s
+        # Instruction id -> when (loop time) it first failed with an outage; cleared when it ends.
+        self._waiting_since: collections.OrderedDict[str, float] = collections.OrderedDict()
+        # Messages this replica gave back to the queue: not a delivery that failed when they return.
+        self._put_back: collections.OrderedDict[tuple, None] = collections.OrderedDict()
         # When messages began to fail because a unit or the broker was unreachable; None when fine.
         self._outage_since: float | None = None
         # Tasks waiting out an outage before giving their message back: cancelled first on drain.
@@ -61,19 +86,49 @@ class DeliveryPolicy:
                 return
             await self._wait_out(message, error)
 
-    async def _wait_out(self, message: Message, error: Exception) -> None:
+    def waits_out(self, instruction_id: str, result: Result) -> bool:
+        """Whether this final result is an outage to wait out (the instruction then goes back on the
+        queue) rather than the instruction's answer. Call with every final result of a run."""
+        if not (result.final and result.sequence <= 1 and is_outage_status(result.status)):
+            self._waiting_since.pop(instruction_id, None)  # done, or it streamed: this is the answer
+            return False
         now = asyncio.get_running_loop().time()
+        since = self._waiting_since.setdefault(instruction_id, now)
+        _trim(self._waiting_since)
+        if now - since < self._outage_wait_s:
+            return True
+        del self._waiting_since[instruction_id]
+        log.warning("instruction %s: %s for %.0f s; giving up", instruction_id, result.status.reason, now - since)
+        result.status.message += f" (waited {now - since:.0f} s for it to come back)"
+        return False
+
+    async def _wait_out(self, message: Message, error: Exception) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         self._outage_since = self._outage_since or now
         # As long again as the outage has lasted so far, within bounds, with jitter.
         delay = min(RETRY_CAP_SECONDS, max(RETRY_FIRST_SECONDS, now - self._outage_since)) * random.uniform(0.5, 1)
         log.warning("message %s: %s; back on the queue in %.1f s", name_of(message), describe(error), delay)
+        if isinstance(error, InstructionOutage):
+            give_up = self._waiting_since.get(error.instruction_id, now) + self._outage_wait_s
+            self._notify(message, error, time.time() + delay, time.time() + give_up - now)
         resting = asyncio.current_task()
         self._resting.add(resting)
         try:
             await asyncio.sleep(delay)
         finally:
             self._resting.discard(resting)
+        self._put_back[_identity(message)] = None
+        _trim(self._put_back)
         self._transport.requeue(message)
+
+    def put_back_here(self, message: Message) -> bool:
+        """Whether this redelivered message is one this replica gave back (it killed nobody)."""
+        identity = _identity(message)
+        if identity not in self._put_back:
+            return False
+        del self._put_back[identity]
+        return True
 
     def stop_resting(self) -> None:
         """Shutting down: messages waiting out an outage are left unacknowledged (redelivered)."""
@@ -112,6 +167,8 @@ class DeliveryPolicy:
 
 def is_outage(error: Exception) -> bool:
     """Failures of the infrastructure, not of the message: retried without counting."""
+    if isinstance(error, InstructionOutage):
+        return True
     if isinstance(error, grpc.aio.AioRpcError):
         return error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
     return isinstance(error, (ConnectionLost, TimeoutError, ConnectionError))
@@ -125,6 +182,15 @@ def describe(error: Exception) -> str:
 
 def name_of(message: Message) -> str:
     return message.message_id or message.correlation_id or "(no id)"
+
+
+def _identity(message: Message) -> tuple:
+    return message.message_id, message.correlation_id, hash(message.body)
+
+
+def _trim(remembered: collections.OrderedDict) -> None:
+    while len(remembered) > REMEMBERED:
+        remembered.popitem(last=False)
 
 
 def _id_of(message: Message) -> str:

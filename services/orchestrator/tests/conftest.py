@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import importlib
 import inspect
 import json
@@ -73,6 +74,12 @@ class LegacyClient:
             self._connection.process_data_events(time_limit=0.1)
             pending = {c for c in pending if not any(final(b) for _, b in self.replies.get(c, []))}
         return {c: [b for _, b in self.replies.get(c, [])] for c in correlation_ids}
+
+    def pump(self, seconds: float) -> None:
+        """Takes in the replies that arrive within `seconds`."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self._connection.process_data_events(time_limit=left)
 
     def wait_for_replies(self, count: int, timeout: float = 90) -> None:
         """Waits until replies for `count` distinct correlation ids have arrived."""
@@ -187,9 +194,44 @@ class CuttableProxy:
         await self._server.wait_closed()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+class StallingProxy:
+    """A TCP proxy in front of a unit: stall() holds the unit's answers while its requests still
+    reach it (a unit that committed and hangs before answering); release() lets them through."""
+
+    def __init__(self, target: str):
+        host, _, port = target.rpartition(":")
+        self._target = (host, int(port))
+        self._open = asyncio.Event()
+        self._open.set()
+        self._server: asyncio.AbstractServer | None = None
+        self.address = ""
+
+    async def start(self) -> "StallingProxy":
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.address = f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def _accept(self, reader, writer) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer, self._open),
+                             return_exceptions=True)
+
+    def stall(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    async def stop(self) -> None:
+        self.release()
+        self._server.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gate: asyncio.Event | None = None) -> None:
     try:
         while data := await reader.read(65536):
+            if gate is not None:
+                await gate.wait()
             writer.write(data)
             await writer.drain()
     finally:
@@ -201,6 +243,20 @@ async def proxy(amqp_url):
     server = await CuttableProxy(amqp_url).start()
     yield server
     await server.stop()
+
+
+@pytest.fixture
+async def stalling_proxy():
+    """`await stalling_proxy("127.0.0.1:PORT")`: a StallingProxy in front of that address."""
+    started: list[StallingProxy] = []
+
+    async def start(target: str) -> StallingProxy:
+        started.append(await StallingProxy(target).start())
+        return started[-1]
+
+    yield start
+    for proxy in started:
+        await proxy.stop()
 
 
 @pytest.fixture
@@ -240,15 +296,26 @@ class Suite:
     servers: dict
     channels: UnitChannels
     provider: LlmServer
+    # Unit -> how to build it again on its port and database (stop_unit / restart_unit).
+    rebuild: dict = dataclasses.field(default_factory=dict)
 
     def address(self, unit: str) -> str:
         return f"127.0.0.1:{self.servers[unit].port}"
 
-    def settings(self, queue: str, amqp_url: str | None, max_in_flight: int = 256) -> Settings:
-        return Settings(address=ANY_PORT, user_unit_addr=self.address("user_unit"),
-                        chat_unit_addr=self.address("chat_unit"), llm_unit_addr=self.address("llm_unit"),
-                        db_unit_addr=self.address("db_unit"), amqp_url=amqp_url, queue=queue,
-                        max_in_flight=max_in_flight)
+    def settings(self, queue: str, amqp_url: str | None, max_in_flight: int = 256, **overrides) -> Settings:
+        return Settings(**{"address": ANY_PORT, "user_unit_addr": self.address("user_unit"),
+                           "chat_unit_addr": self.address("chat_unit"), "llm_unit_addr": self.address("llm_unit"),
+                           "db_unit_addr": self.address("db_unit"), "amqp_url": amqp_url, "queue": queue,
+                           "max_in_flight": max_in_flight, **overrides})
+
+    async def stop_unit(self, unit: str) -> None:
+        """The unit goes down, as a crashed process would (its port stays reserved for restart_unit)."""
+        await _maybe_await(self.servers[unit].stop(0))
+
+    async def restart_unit(self, unit: str) -> None:
+        """The unit comes back on the same port and database."""
+        self.servers[unit] = self.rebuild[unit]()
+        await _maybe_await(self.servers[unit].start())
 
     def env(self, queue: str, amqp_url: str, max_in_flight: int) -> dict[str, str]:
         """The orchestrator's environment variables, for running it as a process."""
@@ -268,7 +335,7 @@ async def _maybe_await(value):
 @contextlib.asynccontextmanager
 async def running_units(url: str, schema_prefix: str | None):
     """On SQLite `url` is a directory URL (a file per unit); on PostgreSQL a schema per unit."""
-    servers = {}
+    servers, rebuild = {}, {}
     try:
         for unit in UNITS:
             config = importlib.import_module(f"services.{unit}.config")
@@ -278,9 +345,12 @@ async def running_units(url: str, schema_prefix: str | None):
             built = server.build_server(config.Settings(address=ANY_PORT, database_url=unit_url, **options))
             servers[unit] = built
             await _maybe_await(built.start())
+            rebuild[unit] = functools.partial(server.build_server, config.Settings(
+                address=f"127.0.0.1:{built.port}", database_url=unit_url, **options))
         provider = LlmServer()
         await provider.start()
-        suite = Suite(servers, UnitChannels.connect(*(f"127.0.0.1:{servers[u].port}" for u in UNITS)), provider)
+        suite = Suite(servers, UnitChannels.connect(*(f"127.0.0.1:{servers[u].port}" for u in UNITS)), provider,
+                      rebuild)
         try:
             yield suite
         finally:
@@ -399,8 +469,8 @@ async def orchestrators(queue_name, replies_on):
     """Starts orchestrator replicas on this test's queue: `await start(suite, amqp_url)`."""
     started: list[OrchestratorServer] = []
 
-    async def start(units: Suite, amqp_url: str | None, max_in_flight: int = 256) -> OrchestratorServer:
-        server = build_server(units.settings(queue_name, amqp_url, max_in_flight))
+    async def start(units: Suite, amqp_url: str | None, max_in_flight: int = 256, **overrides) -> OrchestratorServer:
+        server = build_server(units.settings(queue_name, amqp_url, max_in_flight, **overrides))
         replies_on(server.transport.reply_queue)
         started.append(server)
         return await server.start()

@@ -11,7 +11,8 @@ ADDRESSES = {f"LLMCHATLINKER_{unit}_ADDR": f"127.0.0.1:{port}"
 @pytest.fixture
 def environment(monkeypatch):
     for name in ADDRESSES | {"LLMCHATLINKER_AMQP_URL": "", "LLMCHATLINKER_QUEUE": "", "LLMCHATLINKER_MAX_IN_FLIGHT": "",
-                             "LLMCHATLINKER_ORCHESTRATOR_PORT": "", "LLMCHATLINKER_MODEL_CACHE_TTL_MS": ""}:
+                             "LLMCHATLINKER_ORCHESTRATOR_PORT": "", "LLMCHATLINKER_MODEL_CACHE_TTL_MS": "",
+                             "LLMCHATLINKER_OUTAGE_WAIT_MS": ""}:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -23,6 +24,7 @@ def test_defaults_run_on_the_in_process_queue(environment):
     assert settings.address.endswith(":50051") and settings.db_unit_addr == "127.0.0.1:50055"
     assert (settings.amqp_url, settings.queue, settings.max_in_flight) == (None, "instruction_queue", 256)
     assert settings.model_cache_ttl_ms == 2000
+    assert settings.outage_wait_ms == 120_000
 
 
 def test_a_missing_unit_address_fails_naming_the_variable(environment):
@@ -64,3 +66,13 @@ def test_a_broker_url_that_is_not_amqp_fails_naming_the_variable_without_echoing
     with pytest.raises(RuntimeError, match="LLMCHATLINKER_AMQP_URL") as refused:
         Settings.from_env()
     assert "secret" not in str(refused.value)
+
+
+def test_the_outage_wait_comes_from_the_environment(environment):
+    for name, value in ADDRESSES.items():
+        environment.setenv(name, value)
+    environment.setenv("LLMCHATLINKER_OUTAGE_WAIT_MS", "1500")
+    assert Settings.from_env().outage_wait_ms == 1500
+    environment.setenv("LLMCHATLINKER_OUTAGE_WAIT_MS", "soon")
+    with pytest.raises(RuntimeError, match="LLMCHATLINKER_OUTAGE_WAIT_MS"):
+        Settings.from_env()
