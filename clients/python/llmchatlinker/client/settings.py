@@ -19,8 +19,9 @@ TRANSPORT_VARIABLE = "LLMCHATLINKER_CLIENT_TRANSPORT"
 # The legacy AMQP path: a URL, else the original client's RABBITMQ_* variables.
 AMQP_URL_VARIABLE = "LLMCHATLINKER_AMQP_URL"
 QUEUE_VARIABLE = "LLMCHATLINKER_QUEUE"
-# What to install for the AMQP transport. The one place that names it: every hint reads it.
-AMQP_INSTALL_HINT = "pip install pika"
+# What to install for the AMQP transport. The one place that names it: every hint reads it. The
+# distribution is llmchatlinker-client; plain "llmchatlinker" on the public index is another project.
+AMQP_INSTALL_HINT = "pip install 'llmchatlinker-client[amqp]' (or just pika)"
 DEFAULT_QUEUE = "instruction_queue"
 
 SERVICE_NAME = "llmchatlinker.orchestrator.v1.OrchestratorService"
