@@ -104,3 +104,19 @@ def test_the_amqp_hint_names_what_to_install(monkeypatch):
         LLMChatLinkerClient(transport="amqp")
     assert settings.AMQP_INSTALL_HINT in str(raised.value)
     assert "llmchatlinker[amqp]" not in str(raised.value)
+
+
+def test_an_instruction_waiting_out_an_outage_is_said_on_the_log(caplog):
+    from llmchatlinker.client.instructions import report_waiting
+    from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
+
+    event = pb.Result(instruction_id="i-1")
+    event.waiting.message, event.waiting.reason = "provider 'p' is unreachable", "PROVIDER_UNREACHABLE"
+    event.waiting.retry_time.FromSeconds(3_600)
+    event.waiting.give_up_time.FromSeconds(3_720)
+    report_waiting(event)
+    report_waiting(pb.Result(instruction_id="i-2"))  # not waiting: nothing said
+    [record] = caplog.records
+    assert record.levelname == "WARNING" and record.name == "llmchatlinker.client"
+    assert "i-1 waits: provider 'p' is unreachable (PROVIDER_UNREACHABLE)" in record.getMessage()
+    assert "01:00:00 UTC" in record.getMessage() and "01:02:00 UTC" in record.getMessage()

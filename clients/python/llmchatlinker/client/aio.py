@@ -10,7 +10,7 @@ from google.protobuf.message import Message
 
 from llmchatlinker.client import settings
 from llmchatlinker.client.errors import LLMChatLinkerError, stream_ended_early
-from llmchatlinker.client.instructions import as_instruction, is_ok, refuse_blank_input
+from llmchatlinker.client.instructions import as_instruction, is_ok, refuse_blank_input, report_waiting
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2_grpc as pb_grpc
 
@@ -59,6 +59,7 @@ class AsyncClient:
         call = self._stub.Submit(request, timeout=self.timeout if timeout is None else timeout)
         try:
             async for response in call:
+                report_waiting(response.result)
                 yield response.result
                 if response.result.final:
                     return

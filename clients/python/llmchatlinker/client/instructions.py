@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from google.protobuf.message import Message
 
 from llmchatlinker.client.errors import blank_input
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
+
+log = logging.getLogger("llmchatlinker.client")
 
 # Message full name -> the Instruction oneof field carrying it (UserCreate -> "user_create").
 _FIELD_BY_TYPE = {
@@ -55,3 +58,14 @@ def is_ok(result: pb.Result) -> bool:
 def delta_text(result: pb.Result) -> str | None:
     """The token delta a progress event carries; None for any other event."""
     return result.delta.content if result.WhichOneof("payload") == "delta" else None
+
+
+def report_waiting(result: pb.Result) -> None:
+    """Says on the log (stderr, without logging set up) that an instruction waits out an outage,
+    so that a caller who sees no tokens for a while knows why, and until when."""
+    if result.WhichOneof("payload") != "waiting":
+        return
+    waiting = result.waiting
+    log.warning("instruction %s waits: %s (%s); tried again at %s UTC, gives up at %s UTC", result.instruction_id,
+                waiting.message, waiting.reason, waiting.retry_time.ToDatetime().strftime("%H:%M:%S"),
+                waiting.give_up_time.ToDatetime().strftime("%H:%M:%S"))
