@@ -103,15 +103,19 @@ class DeliveryPolicy:
         return False
 
     async def _wait_out(self, message: Message, error: Exception) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = asyncio.get_running_loop().time()
         self._outage_since = self._outage_since or now
+        # An instruction's own outage is timed from its first failure (other instructions may be
+        # doing fine meanwhile); the infrastructure's from the first message it failed.
+        since = self._outage_since
+        if isinstance(error, InstructionOutage):
+            since = self._waiting_since.get(error.instruction_id, now)
         # As long again as the outage has lasted so far, within bounds, with jitter.
-        delay = min(RETRY_CAP_SECONDS, max(RETRY_FIRST_SECONDS, now - self._outage_since)) * random.uniform(0.5, 1)
+        delay = min(RETRY_CAP_SECONDS, max(RETRY_FIRST_SECONDS, now - since)) * random.uniform(0.5, 1)
         log.warning("message %s: %s; back on the queue in %.1f s", name_of(message), describe(error), delay)
         if isinstance(error, InstructionOutage):
-            give_up = self._waiting_since.get(error.instruction_id, now) + self._outage_wait_s
-            self._notify(message, error, time.time() + delay, time.time() + give_up - now)
+            give_up_in = since + self._outage_wait_s - now
+            self._notify(message, error, time.time() + delay, time.time() + give_up_in)
         resting = asyncio.current_task()
         self._resting.add(resting)
         try:
