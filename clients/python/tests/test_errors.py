@@ -114,8 +114,8 @@ def test_an_instruction_waiting_out_an_outage_is_said_on_the_log(caplog):
     event.waiting.message, event.waiting.reason = "provider 'p' is unreachable", "PROVIDER_UNREACHABLE"
     event.waiting.retry_time.FromSeconds(3_600)
     event.waiting.give_up_time.FromSeconds(3_720)
-    report_waiting(event)
-    report_waiting(pb.Result(instruction_id="i-2"))  # not waiting: nothing said
+    assert report_waiting(event)
+    assert not report_waiting(pb.Result(instruction_id="i-2"))  # not waiting: nothing said
     [record] = caplog.records
     assert record.levelname == "WARNING" and record.name == "llmchatlinker.client"
     assert "i-1 waits: provider 'p' is unreachable (PROVIDER_UNREACHABLE)" in record.getMessage()

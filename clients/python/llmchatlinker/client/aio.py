@@ -57,9 +57,10 @@ class AsyncClient:
         request = pb.SubmitRequest(instruction=as_instruction(instruction))
         refuse_blank_input(request.instruction)
         call = self._stub.Submit(request, timeout=self.timeout if timeout is None else timeout)
+        told_waiting = False
         try:
             async for response in call:
-                report_waiting(response.result)
+                told_waiting = told_waiting or report_waiting(response.result)
                 yield response.result
                 if response.result.final:
                     return

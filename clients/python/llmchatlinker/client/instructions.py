@@ -60,12 +60,14 @@ def delta_text(result: pb.Result) -> str | None:
     return result.delta.content if result.WhichOneof("payload") == "delta" else None
 
 
-def report_waiting(result: pb.Result) -> None:
+def report_waiting(result: pb.Result) -> bool:
     """Says on the log (stderr, without logging set up) that an instruction waits out an outage,
-    so that a caller who sees no tokens for a while knows why, and until when."""
+    so that a caller who sees no tokens for a while knows why, and until when; True when it did.
+    Callers say it once per instruction: it comes again at every try."""
     if result.WhichOneof("payload") != "waiting":
-        return
+        return False
     waiting = result.waiting
     log.warning("instruction %s waits: %s (%s); tried again at %s UTC, gives up at %s UTC", result.instruction_id,
                 waiting.message, waiting.reason, waiting.retry_time.ToDatetime().strftime("%H:%M:%S"),
                 waiting.give_up_time.ToDatetime().strftime("%H:%M:%S"))
+    return True
