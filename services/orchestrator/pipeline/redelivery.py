@@ -112,10 +112,11 @@ class DeliveryPolicy:
             since = self._waiting_since.get(error.instruction_id, now)
         # As long again as the outage has lasted so far, within bounds, with jitter.
         delay = min(RETRY_CAP_SECONDS, max(RETRY_FIRST_SECONDS, now - since)) * random.uniform(0.5, 1)
-        log.warning("message %s: %s; back on the queue in %.1f s", name_of(message), describe(error), delay)
         if isinstance(error, InstructionOutage):
             give_up_in = since + self._outage_wait_s - now
+            delay = max(0.0, min(delay, give_up_in))  # the last try comes when the wait is over, not later
             self._notify(message, error, time.time() + delay, time.time() + give_up_in)
+        log.warning("message %s: %s; back on the queue in %.1f s", name_of(message), describe(error), delay)
         resting = asyncio.current_task()
         self._resting.add(resting)
         try:
