@@ -55,15 +55,33 @@ def request_ledger(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+class DatabaseUnreachable(RuntimeError):
+    """A unit cannot open its database at start (wrong URL, server down, no such database or role):
+    one readable line, the password hidden, instead of a retry loop or a traceback."""
+
+
+# Seconds a new PostgreSQL connection may take: an unreachable host fails the start in seconds.
+CONNECT_TIMEOUT_SECONDS = 10
+
+
 class Database:
     """One unit's engine and session factory."""
 
     def __init__(self, url: str, schema: str | None = None, pool_size: int = 10):
-        self.url = sa.engine.make_url(url)
-        self.is_sqlite = self.url.get_backend_name() == "sqlite"
-        self.schema = None if self.is_sqlite else schema
-        self.engine = self._sqlite_engine() if self.is_sqlite else self._server_engine(pool_size)
+        try:
+            self.url = sa.engine.make_url(url)
+            self.is_sqlite = self.url.get_backend_name() == "sqlite"
+            self.schema = None if self.is_sqlite else schema
+            self.engine = self._sqlite_engine() if self.is_sqlite else self._server_engine(pool_size)
+        except sa.exc.ArgumentError as error:  # unknown scheme or driver, malformed URL
+            raise DatabaseUnreachable(f"cannot use the database URL: {error}") from None
+        except OSError as error:  # an SQLite file's folder that cannot be made
+            raise DatabaseUnreachable(f"cannot create the database's folder: {error}") from None
         self._sessions = orm.sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def shown_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
 
     def _sqlite_engine(self) -> sa.Engine:
         if self.url.database and self.url.database != ":memory:":
@@ -91,7 +109,7 @@ class Database:
         return engine
 
     def _server_engine(self, pool_size: int) -> sa.Engine:
-        connect_args = {}
+        connect_args: dict = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
         if self.schema:
             connect_args["options"] = f"-csearch_path={self.schema}"
             # Names the unit's connections in pg_stat_activity (and lets a test cut just them).
@@ -155,7 +173,16 @@ class Database:
             yield connection
 
     def migrate(self, versions_dir: pathlib.Path, metadata: sa.MetaData) -> None:
-        """Brings the unit's schema to the newest migration; safe to run from several replicas at once."""
+        """Brings the unit's schema to the newest migration; safe to run from several replicas at once.
+
+        Raises DatabaseUnreachable when the database cannot be opened at all."""
+        try:
+            self._migrate(versions_dir, metadata)
+        except sa.exc.OperationalError as error:
+            reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else type(error).__name__
+            raise DatabaseUnreachable(f"cannot open the database {self.shown_url}: {reason}") from None
+
+    def _migrate(self, versions_dir: pathlib.Path, metadata: sa.MetaData) -> None:
         if self.schema:
             with self.engine.begin() as connection:
                 connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')

@@ -151,14 +151,14 @@ class AsyncServer:
 
 
 def run_threaded_unit(name: str, settings_from_env: Callable[[], object], build_server: Callable[[object], ThreadedServer]) -> None:
-    """The main() of a thread-pool unit: settings from the environment (a missing variable
-    ends the process naming it), then serve until SIGTERM."""
+    """The main() of a thread-pool unit: settings from the environment, then serve until SIGTERM.
+    A missing variable, a database it cannot open or a port in use ends the process with one line
+    naming it (config.SettingError, db.DatabaseUnreachable, the port's RuntimeError)."""
     try:
         configure_logging()
-        settings = settings_from_env()
+        server = build_server(settings_from_env())
     except RuntimeError as error:
         sys.exit(f"{name}: {error}")
-    server = build_server(settings)
     log.info("%s listening on port %d", name, server.port)
     server.serve_until_sigterm()
     log.info("%s stopped", name)

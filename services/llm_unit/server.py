@@ -262,6 +262,9 @@ def main() -> None:
 
 
 async def _serve(settings: Settings) -> None:
-    server = build_server(settings)
+    try:
+        server = build_server(settings)
+    except RuntimeError as error:  # a database it cannot open, a port in use: one line, no traceback
+        raise SystemExit(f"llm_unit: {error}") from None
     log.info("llm_unit serving %s on port %d", SERVICE_NAME, server.port)
     await server.serve_until_sigterm()

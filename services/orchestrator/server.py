@@ -18,6 +18,7 @@ from services.orchestrator.pipeline.results import Results
 from services.orchestrator.queue.amqp import AmqpQueue
 from services.orchestrator.queue.inprocess import InProcessQueue
 from services.orchestrator.queue.switchboard import Switchboard
+from services.orchestrator.queue.transport import BrokerRefused
 from services.orchestrator.units.channels import UnitChannels
 from services.orchestrator.units.gateways import Units
 
@@ -82,7 +83,10 @@ async def serve(settings: Settings) -> None:
     stop_requested = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested.set)
-    await server.start()
+    try:
+        await server.start()
+    except BrokerRefused as error:  # no retry can help: one line, and out
+        raise SystemExit(f"orchestrator: {error}") from None
     await stop_requested.wait()
     log.info("shutting down")
     await server.stop()

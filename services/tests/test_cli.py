@@ -14,7 +14,8 @@ import uuid
 import pytest
 
 from services import healthcheck, launcher
-from testkit.backends import POSTGRES_URL, require_postgres
+from testkit.backends import POSTGRES_URL, require_postgres, require_rabbitmq
+from testkit.ports import free_ports
 from testkit.suite import suite_environment
 
 READY_LINE = "llmchatlinker: the suite is up"
@@ -235,3 +236,23 @@ def test_the_orchestrator_is_pointed_at_the_units_ports():
     assert env["LLMCHATLINKER_LLM_UNIT_ADDR"] == "127.0.0.1:50054"
     assert env["LLMCHATLINKER_DB_UNIT_ADDR"] == "ledger.internal:7000"
     assert "LLMCHATLINKER_AMQP_URL" not in env  # unset: the orchestrator's in-process queue
+
+
+@pytest.mark.parametrize("setting, words", [
+    ("LLMCHATLINKER_AMQP_URL", "orchestrator: RabbitMQ at 127.0.0.1:5672 refuses the credentials of LLMCHATLINKER_AMQP_URL"),
+    ("LLMCHATLINKER_DATABASE_URL", "cannot open the database postgresql+psycopg2://postgres:***@127.0.0.1:"),
+], ids=["wrong-rabbitmq-password", "postgresql-out-of-reach"])
+def test_up_fails_within_seconds_with_one_readable_line_when_the_broker_or_database_refuses(
+        tmp_path, launched, setting, words):
+    if setting == "LLMCHATLINKER_AMQP_URL":
+        require_rabbitmq()
+        value = "amqp://guest:not-the-password@127.0.0.1:5672/%2F"
+    else:
+        value = f"postgresql+psycopg2://postgres:s3cret@127.0.0.1:{free_ports(1)[0]}/postgres"
+    started = time.monotonic()
+    suite = launched(["up"], suite_environment(tmp_path / "data", **{setting: value}))
+    suite.wait_for_line(words, timeout=30)
+    assert suite.process.wait(timeout=30) == 1
+    assert time.monotonic() - started < 30
+    output = "\n".join(suite.output)
+    assert "Traceback" not in output and "s3cret" not in output and "not-the-password" not in output

@@ -16,7 +16,7 @@ from services.orchestrator.instructions.catalog import chat_id_of
 from services.orchestrator.instructions.control import ControlUnit
 from services.orchestrator.pipeline.chains import Chains
 from services.orchestrator.pipeline.deltas import delta_route
-from services.orchestrator.pipeline.redelivery import DeliveryPolicy, InstructionOutage
+from services.orchestrator.pipeline.redelivery import DeliveryPolicy, InstructionOutage, log_settled
 from services.orchestrator.pipeline.results import Results, instruction_id_for
 from services.orchestrator.queue.bodies import DecodeError, decode
 from services.orchestrator.queue.replies import Outbox
@@ -84,6 +84,8 @@ class Cycle:
         if result is not None:
             await self._answer(message, result)
         self._transport.ack(message)
+        log_settled("answered, acked" if result is not None else "withdrawn by its caller, acked", message,
+                    instruction.instruction_id)
 
     async def _settle_redelivery(self, message: Message, instruction: Instruction) -> bool:
         """A message delivered before and never acknowledged: maybe it finished (answer from the
@@ -100,6 +102,7 @@ class Cycle:
             return True
         await self._answer(message, stored)
         self._transport.ack(message)
+        log_settled("redelivered, answered from the ledger, acked", message, instruction.instruction_id)
         return True
 
     async def _result_of(self, message: Message, instruction: Instruction) -> Result | None:

@@ -126,6 +126,7 @@ class DeliveryPolicy:
         self._put_back[_identity(message)] = None
         _trim(self._put_back)
         self._transport.requeue(message)
+        log_settled("requeued to wait out an outage", message)
 
     def put_back_here(self, message: Message) -> bool:
         """Whether this redelivered message is one this replica gave back (it killed nobody)."""
@@ -150,13 +151,17 @@ class DeliveryPolicy:
                 await self._answer(message, failed_result(
                     _id_of(message), instruction_type, orchestrator_status(grpc.StatusCode.ABORTED, failure, reason),
                     sequence=1))
+                settled = f"dead-lettered after {deliveries} deliveries, answered ABORTED, acked"
             else:
                 await self._outbox.republish(message, deliveries)
+                settled = f"republished as delivery {deliveries}, acked"
         except Exception:  # noqa: BLE001 - the broker is gone too: leave the message to it
             log.exception("message %s: cannot republish; requeueing", name_of(message))
             self._transport.requeue(message)
+            log_settled("requeued (cannot republish)", message)
             return
         self._transport.ack(message)
+        log_settled(settled, message)
 
     async def reject(self, message: Message, error: DecodeError) -> None:
         """A body that is no instruction: dead-lettered, answered INVALID_ARGUMENT, acknowledged."""
@@ -168,6 +173,12 @@ class DeliveryPolicy:
         await self._outbox.dead_letter(message, error.message, error.reason)
         await self._outbox.reply(message, result)
         self._transport.ack(message)
+        log_settled("refused as poison, dead-lettered, acked", message)
+
+
+def log_settled(how: str, message: Message, instruction_id: str = "") -> None:
+    """Every settle of a delivery, at DEBUG: what became of which message (and its instruction)."""
+    log.debug("%s: message %s, instruction %s", how, name_of(message), instruction_id or _id_of(message) or "(no id)")
 
 
 def is_outage(error: Exception) -> bool:

@@ -20,11 +20,16 @@ import pika.spec
 
 from services.orchestrator.queue.handoff import Handoff
 from services.orchestrator.queue.transport import (
-    INSTRUCTION_QUEUE_ARGUMENTS, PERSISTENT, REPLY_QUEUE_EXPIRES_MS, TRANSIENT, ConnectionLost, Message, OnMessage,
+    INSTRUCTION_QUEUE_ARGUMENTS, PERSISTENT, REPLY_QUEUE_EXPIRES_MS, TRANSIENT, BrokerRefused, ConnectionLost,
+    Message, OnMessage,
     dead_letter_queue_name, reply_queue_name,
 )
 
 log = logging.getLogger(__name__)
+# pika reports one failed connection attempt at ERROR from four layers of its connection workflow;
+# this class logs each failure once, in its own words, so those layers are quieted.
+for _chatty in ("pika.adapters.utils.connection_workflow", "pika.adapters.base_connection"):
+    logging.getLogger(_chatty).setLevel(logging.CRITICAL)
 
 # Reconnect back-off: doubles from FIRST to CAP seconds, each wait drawn from its upper half.
 BACKOFF_FIRST_SECONDS = 0.25
@@ -76,6 +81,9 @@ class AmqpQueue:
         self._confirms: dict[int, asyncio.Future] = {}
         # Owned by the event loop.
         self._ready = asyncio.Event()
+        # Set when the broker refused us for good (credentials, vhost); ready() then raises it.
+        self._refused = asyncio.Event()
+        self._refusal: BrokerRefused | None = None
         self._unconfirmed: dict[asyncio.Future, int] = {}
 
     # ---- the event loop's side -------------------------------------------------------------
@@ -88,7 +96,21 @@ class AmqpQueue:
         self._thread.start()
 
     async def ready(self, timeout: float = PUBLISH_TIMEOUT_SECONDS) -> None:
-        await asyncio.wait_for(self._ready.wait(), timeout)
+        """Waits until consuming; asyncio.TimeoutError after `timeout`, BrokerRefused when refused for good."""
+        waits = [asyncio.ensure_future(self._ready.wait()), asyncio.ensure_future(self._refused.wait())]
+        try:
+            done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if self._refusal is not None:
+            raise self._refusal
+        if not done:
+            raise asyncio.TimeoutError
+
+    def _refuse(self, refusal: BrokerRefused) -> None:
+        self._refusal = refusal
+        self._refused.set()
 
     async def publish(self, routing_key: str, message: Message, *, persistent: bool = True,
                       confirm: bool = True) -> None:
@@ -177,7 +199,17 @@ class AmqpQueue:
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_connection_open_error(self, connection, error) -> None:
-        log.warning("cannot connect to RabbitMQ: %s", error)
+        if isinstance(error, (pika.exceptions.ProbableAuthenticationError, pika.exceptions.ProbableAccessDeniedError,
+                              pika.exceptions.AuthenticationError)):
+            # Wrong user, password or vhost: reconnecting would only repeat the refusal.
+            what = "virtual host" if isinstance(error, pika.exceptions.ProbableAccessDeniedError) else "credentials"
+            self._stopping.set()
+            self._to_loop.call(self._refuse, BrokerRefused(
+                f"RabbitMQ at {self._parameters.host}:{self._parameters.port} refuses the {what} of "
+                f"LLMCHATLINKER_AMQP_URL (user {self._parameters.credentials.username!r}, virtual host "
+                f"{self._parameters.virtual_host!r})"))
+        else:
+            log.warning("cannot connect to RabbitMQ: %s", error)
         connection.ioloop.stop()
 
     def _on_connection_closed(self, connection, reason) -> None:

@@ -42,6 +42,10 @@ class ConnectionLost(Exception):
     """The connection a publish or ack was meant for is gone."""
 
 
+class BrokerRefused(RuntimeError):
+    """The broker refuses this replica's credentials or virtual host: trying again cannot help."""
+
+
 @dataclasses.dataclass
 class Message:
     """One queue message as the cycle sees it, whatever carried it (RabbitMQ or in-process)."""

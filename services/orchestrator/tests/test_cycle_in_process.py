@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
 from services.orchestrator.pipeline.chains import Chains
@@ -87,3 +88,19 @@ async def test_instructions_on_one_chat_apply_in_the_order_they_were_queued(suit
         loaded = (await submit(stub, pb.Instruction(chat_load=pb.ChatLoad(chat_id=chat_id))))[-1]
     contents = [m.content for m in loaded.chat.messages]
     assert contents == [text for i in range(5) for text in (f"turn {i}", f"echo: turn {i}")]
+
+
+async def test_every_settle_is_logged_at_debug_with_its_instruction_id(suite, orchestrators, submit_stub, submit,
+                                                                        caplog):
+    caplog.set_level(logging.DEBUG, logger="services.orchestrator.pipeline.redelivery")
+    server = await orchestrators(suite, amqp_url=None)
+    async with submit_stub(server) as stub:
+        await submit(stub, pb.Instruction(instruction_id="settle-me", user_list=pb.UserList()))
+    server.transport.publish_nowait(server.transport.queue, Message(body=b"not json", message_id="poison-1"))
+    for _ in range(100):
+        if "poison-1" in caplog.text:
+            break
+        await asyncio.sleep(0.05)
+    settles = [record.getMessage() for record in caplog.records if record.levelno == logging.DEBUG]
+    assert "answered, acked: message settle-me, instruction settle-me" in settles
+    assert "refused as poison, dead-lettered, acked: message poison-1, instruction poison-1" in settles
