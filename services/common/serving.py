@@ -128,8 +128,15 @@ class AsyncServer:
     def __init__(self, register: Register, service_names: Iterable[str], address: str):
         self._server = grpc.aio.server(options=SERVER_OPTIONS)
         register(self._server)
-        self._health = _add_health_and_reflection(self._server, service_names, experimental_non_blocking=True)
+        self._service_names = list(service_names)
+        self._health = _add_health_and_reflection(self._server, self._service_names, experimental_non_blocking=True)
         self.port = listen(self._server, address)
+
+    def set_serving(self, serving: bool) -> None:
+        """What the health service reports for every service of this server (and for "")."""
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in [*self._service_names, ""]:
+            self._health.set(name, status)
 
     async def start(self) -> "AsyncServer":
         await self._server.start()

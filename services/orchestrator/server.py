@@ -8,6 +8,7 @@ import signal
 import uuid
 
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2_grpc as orchestrator_grpc
+from services.common import deadlines
 from services.common.logs import configure_logging
 from services.common.serving import SHUTDOWN_GRACE_SECONDS, AsyncServer
 from services.orchestrator.config import Settings
@@ -26,6 +27,11 @@ log = logging.getLogger(__name__)
 
 # How long start() waits for the broker before serving anyway (the connection keeps retrying).
 BROKER_WAIT_SECONDS = 30.0
+# How often the health service is brought up to date with what the replica can do.
+HEALTH_EVERY_SECONDS = 0.5
+# Every prefetch slot taken and none finished for this long: stuck (NOT_SERVING). As long as one
+# instruction may take (its calls' deadlines added up), so long generations are not "stuck".
+STUCK_AFTER_SECONDS = deadlines.INSTRUCTION_SECONDS
 
 
 class OrchestratorServer:
@@ -45,6 +51,7 @@ class OrchestratorServer:
         self.port = self._grpc.port
         self._channels: UnitChannels | None = None
         self.cycle: Cycle | None = None
+        self._health_watch: asyncio.Task | None = None
 
     async def start(self) -> "OrchestratorServer":
         s = self.settings
@@ -57,13 +64,35 @@ class OrchestratorServer:
             await self.transport.ready(BROKER_WAIT_SECONDS)
         except asyncio.TimeoutError:
             log.warning("no broker after %.0f s; serving, and still trying to connect", BROKER_WAIT_SECONDS)
+        self.serving = self._can_serve()
+        self._grpc.set_serving(self.serving)
         await self._grpc.start()
+        self._health_watch = asyncio.create_task(self._watch_health())
         log.info("orchestrator on port %d, queue %s (%s)", self.port, s.queue,
                  "RabbitMQ" if s.amqp_url else "in-process")
         return self
 
+    def _can_serve(self) -> bool:
+        """Consuming, and not every prefetch slot stuck: what the health service reports."""
+        return self.transport.consuming and self.cycle.stuck_for(self.settings.max_in_flight) < STUCK_AFTER_SECONDS
+
+    async def _watch_health(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_EVERY_SECONDS)
+            serving = self._can_serve()
+            if serving != self.serving:
+                self.serving = serving
+                self._grpc.set_serving(serving)
+                if serving:
+                    log.info("SERVING again: consuming %s", self.settings.queue)
+                else:
+                    log.warning("NOT_SERVING: %s", "every instruction slot is stuck" if self.transport.consuming
+                                else f"not consuming {self.settings.queue} (no broker connection)")
+
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Graceful: take no new instructions, finish those in progress, then close."""
+        if self._health_watch is not None:
+            self._health_watch.cancel()
         await self.transport.stop_consuming()
         if self.cycle is not None:
             await self.cycle.drain(grace)

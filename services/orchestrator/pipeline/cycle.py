@@ -40,6 +40,8 @@ class Cycle:
         self._policy = DeliveryPolicy(transport, self._outbox, self._answer, self._tell_waiting, outage_wait_s)
         self._chains = Chains()
         self._tasks: set[asyncio.Task] = set()
+        # When (loop time) a message last finished its cycle here: how long the slots have been stuck.
+        self._last_finished = asyncio.get_running_loop().time()
         # Instruction id -> the result of its run in progress here, so a duplicate joins it.
         self._running: dict[str, asyncio.Future[Result | None]] = {}
 
@@ -61,7 +63,18 @@ class Cycle:
 
     def _track(self, task: asyncio.Task) -> None:
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        self._last_finished = asyncio.get_running_loop().time()
+
+    def stuck_for(self, slots: int) -> float:
+        """Seconds for which all `slots` (the prefetch) have been taken with none finishing; 0 when
+        a slot is free. A health check turns a long stretch of this into NOT_SERVING."""
+        if len(self._tasks) < slots:
+            return 0.0
+        return asyncio.get_running_loop().time() - self._last_finished
 
     async def drain(self, timeout: float) -> None:
         """Waits for the messages in progress; those still running after `timeout` are cancelled

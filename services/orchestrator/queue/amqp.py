@@ -77,6 +77,8 @@ class AmqpQueue:
         self._generation = 0
         self._consume_instructions = True
         self._consumer_tag: str | None = None
+        # Written on the I/O thread, read by the health check: a plain flag is enough.
+        self.consuming = False
         self._publish_seq = 0
         self._confirms: dict[int, asyncio.Future] = {}
         # Owned by the event loop.
@@ -213,6 +215,7 @@ class AmqpQueue:
         connection.ioloop.stop()
 
     def _on_connection_closed(self, connection, reason) -> None:
+        self.consuming = False
         self._channel = None
         self._to_loop.call(self._connection_lost, self._generation)
         self._confirms.clear()
@@ -228,7 +231,16 @@ class AmqpQueue:
         channel.add_on_close_callback(self._on_channel_closed)
         channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=lambda _frame: self._declare(channel))
 
+    def _on_consumer_cancelled(self, _frame) -> None:
+        # The broker cancelled our consumer (the queue was deleted, say): start again, which
+        # declares the queue and consumes anew; health says NOT_SERVING meanwhile.
+        self.consuming = False
+        log.warning("RabbitMQ cancelled the consumer of %s; reconnecting", self.queue)
+        if self._connection is not None and self._connection.is_open:
+            self._connection.close()
+
     def _on_channel_closed(self, channel, reason) -> None:
+        self.consuming = False
         # A channel error (say, a queue declared elsewhere with other arguments) leaves the
         # connection useless to us: close it and start again after the back-off.
         if not self._stopping.is_set():
@@ -256,7 +268,9 @@ class AmqpQueue:
     def _consume(self, channel) -> None:
         channel.basic_consume(self.reply_queue, self._on_reply_delivery, auto_ack=True)
         if self._consume_instructions:
+            channel.add_on_cancel_callback(self._on_consumer_cancelled)
             self._consumer_tag = channel.basic_consume(self.queue, self._on_instruction_delivery, auto_ack=False)
+            self.consuming = True
         self._backoff.reset()
         log.info("consuming %s (prefetch %d), replies on %s", self.queue, self._prefetch, self.reply_queue)
         self._to_loop.call(self._ready.set)
@@ -320,6 +334,7 @@ class AmqpQueue:
 
     def _cancel_consumer(self, done: asyncio.Future) -> None:
         self._consume_instructions = False
+        self.consuming = False
         channel, tag = self._channel, self._consumer_tag
         self._consumer_tag = None
         if channel is None or not channel.is_open or tag is None:

@@ -28,6 +28,11 @@ class InProcessQueue:
         self._tags = itertools.count(1)
         self._consumers: dict[str, asyncio.Task] = {}
 
+    @property
+    def consuming(self) -> bool:
+        consumer = self._consumers.get(self.queue)
+        return consumer is not None and not consumer.done()
+
     def queue_named(self, name: str) -> asyncio.Queue[Message]:
         """A queue by name, created on first use (tests read replies and dead letters here)."""
         return self._queues[name]

@@ -75,6 +75,8 @@ class Transport(Protocol):
 
     queue: str
     reply_queue: str
+    # Whether instructions are being consumed right now (health: NOT_SERVING while they are not).
+    consuming: bool
 
     def start(self, on_instruction: OnMessage, on_reply: OnMessage) -> None:
         """Starts consuming; callbacks run on the event loop."""

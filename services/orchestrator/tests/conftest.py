@@ -188,6 +188,16 @@ class CuttableProxy:
             writer.transport.abort()
         self._writers.clear()
 
+    async def refuse(self) -> None:
+        """The broker is gone: every connection dropped, and no new one taken."""
+        self.cut()
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def accept_again(self) -> None:
+        """The broker is back, on the same port."""
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
     async def stop(self) -> None:
         self.cut()
         self._server.close()
