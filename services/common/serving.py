@@ -1,11 +1,11 @@
 """Runs a gRPC server with the standard health service, reflection and graceful SIGTERM."""
 
 import asyncio
+import contextlib
 import logging
 import signal
-import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 
 import grpc
@@ -157,15 +157,23 @@ class AsyncServer:
         await self.stop()
 
 
+@contextlib.contextmanager
+def failing_in_one_line(name: str) -> Iterator[None]:
+    """Around a service's start: a RuntimeError (a missing setting, a database it cannot open, a
+    port in use, a broker refusing it) ends the process with one line naming it, not a traceback."""
+    try:
+        yield
+    except RuntimeError as error:
+        raise SystemExit(f"{name}: {error}") from None
+
+
 def run_threaded_unit(name: str, settings_from_env: Callable[[], object], build_server: Callable[[object], ThreadedServer]) -> None:
     """The main() of a thread-pool unit: settings from the environment, then serve until SIGTERM.
     A missing variable, a database it cannot open or a port in use ends the process with one line
     naming it (config.SettingError, db.DatabaseUnreachable, the port's RuntimeError)."""
-    try:
+    with failing_in_one_line(name):
         configure_logging()
         server = build_server(settings_from_env())
-    except RuntimeError as error:
-        sys.exit(f"{name}: {error}")
     log.info("%s listening on port %d", name, server.port)
     server.serve_until_sigterm()
     log.info("%s stopped", name)

@@ -16,7 +16,7 @@ from services.common.deadlines import SHUTDOWN_GRACE_SECONDS
 from services.common.errors import maps_errors
 from services.common.logs import configure_logging
 from services.common.protoconv import timestamp
-from services.common.serving import AsyncServer
+from services.common.serving import AsyncServer, failing_in_one_line
 from services.llm_unit import errors, service, store
 from services.common.readcache import ReadCache
 from services.llm_unit.config import Settings
@@ -253,18 +253,14 @@ def build_server(settings: Settings) -> LlmUnitServer:
 
 
 def main() -> None:
-    try:
+    with failing_in_one_line("llm_unit"):
         configure_logging()
         settings = Settings.from_env()
-    except RuntimeError as error:
-        raise SystemExit(f"llm_unit: {error}") from None
     asyncio.run(_serve(settings))
 
 
 async def _serve(settings: Settings) -> None:
-    try:
+    with failing_in_one_line("llm_unit"):
         server = build_server(settings)
-    except RuntimeError as error:  # a database it cannot open, a port in use: one line, no traceback
-        raise SystemExit(f"llm_unit: {error}") from None
     log.info("llm_unit serving %s on port %d", SERVICE_NAME, server.port)
     await server.serve_until_sigterm()

@@ -10,7 +10,7 @@ import uuid
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2_grpc as orchestrator_grpc
 from services.common import deadlines
 from services.common.logs import configure_logging
-from services.common.serving import SHUTDOWN_GRACE_SECONDS, AsyncServer
+from services.common.serving import SHUTDOWN_GRACE_SECONDS, AsyncServer, failing_in_one_line
 from services.orchestrator.config import Settings
 from services.orchestrator.frontdoor import SERVICE_NAME, OrchestratorServicer
 from services.orchestrator.instructions.control import ControlUnit
@@ -19,7 +19,6 @@ from services.orchestrator.pipeline.results import Results
 from services.orchestrator.queue.amqp import AmqpQueue
 from services.orchestrator.queue.inprocess import InProcessQueue
 from services.orchestrator.queue.switchboard import Switchboard
-from services.orchestrator.queue.transport import BrokerRefused
 from services.orchestrator.units.channels import UnitChannels
 from services.orchestrator.units.gateways import Units
 
@@ -107,24 +106,20 @@ def build_server(settings: Settings) -> OrchestratorServer:
 
 
 async def serve(settings: Settings) -> None:
-    server = build_server(settings)
-    loop = asyncio.get_running_loop()
-    stop_requested = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop_requested.set)
-    try:
+    with failing_in_one_line("orchestrator"):  # a port in use, a broker refusing us: no retry can help
+        server = build_server(settings)
+        loop = asyncio.get_running_loop()
+        stop_requested = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop_requested.set)
         await server.start()
-    except BrokerRefused as error:  # no retry can help: one line, and out
-        raise SystemExit(f"orchestrator: {error}") from None
     await stop_requested.wait()
     log.info("shutting down")
     await server.stop()
 
 
 def main() -> None:
-    try:
+    with failing_in_one_line("orchestrator"):
         configure_logging()
         settings = Settings.from_env()
-    except RuntimeError as error:
-        raise SystemExit(f"orchestrator: {error}") from None
     asyncio.run(serve(settings))

@@ -59,4 +59,4 @@ class Results:
         await record_instruction(self._units, instruction, result)
         serialized = result.SerializeToString()
         stored = await self._units.ledger.put(result.instruction_id, serialized)
-        return result if stored is serialized else Result.FromString(stored)
+        return result if stored == serialized else Result.FromString(stored)
