@@ -8,10 +8,12 @@ from llmchatlinker.chat.v1 import chat_service_pb2_grpc as pb_grpc
 from services.chat_unit import service
 from services.chat_unit.config import Settings
 from services.chat_unit.errors import DOMAIN
+from services.chat_unit import store
 from services.chat_unit.store import ChatStore, open_database
 from services.common.db import BatchLedger, Database, run_once
 from services.common.errors import DomainError, maps_errors
 from services.common.protoconv import timestamp, timestamp_fields
+from services.common.retention import Pruner
 from services.common.serving import ThreadedServer, run_threaded_unit
 
 
@@ -202,8 +204,10 @@ def new_message(message: pb.NewMessage) -> service.NewMessage:
 
 def build_server(settings: Settings) -> ThreadedServer:
     """A ready-to-start server on a migrated database (not started)."""
-    return ThreadedServer.on_database(open_database(settings.database_url, settings.database_schema), ChatServicer,
-                                      pb_grpc.add_ChatServiceServicer_to_server, SERVICE_NAME, settings.address)
+    database = open_database(settings.database_url, settings.database_schema)
+    return ThreadedServer.on_database(database, ChatServicer, pb_grpc.add_ChatServiceServicer_to_server,
+                                      SERVICE_NAME, settings.address,
+                                      pruner=Pruner(database, store.RETENTION_RULES, settings.retention))
 
 
 def main() -> None:

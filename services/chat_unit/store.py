@@ -13,6 +13,7 @@ from sqlalchemy import orm
 from services.chat_unit.service import Chat, Message, NewMessage, Role
 from services.common.db import Database, as_utc, request_ledger, utcnow
 from services.common.limits import MAX_ID_CHARS
+from services.common.retention import deleted_at_index, deleted_rule, ledger_rule
 
 MIGRATIONS = pathlib.Path(__file__).resolve().parent / "migrations"
 
@@ -30,6 +31,7 @@ class Base(orm.DeclarativeBase):
 
 class ChatRow(Base):
     __tablename__ = "chats"
+    __table_args__ = (deleted_at_index("chats"),)
 
     seq: orm.Mapped[int] = orm.mapped_column(SeqType, primary_key=True, autoincrement=True)
     chat_id: orm.Mapped[str] = orm.mapped_column(sa.String(36), unique=True)
@@ -69,6 +71,12 @@ class MessageRow(Base):
 
 metadata = Base.metadata
 processed_requests = request_ledger(metadata)
+# What the pruner deletes (services.common.retention): old request ids, and chats deleted long
+# ago with their messages and members.
+RETENTION_RULES = (
+    ledger_rule(),
+    deleted_rule("chats", key="seq", dependents=[("messages", "chat_id", "chat_id"), ("chat_members", "chat_seq", "seq")]),
+)
 
 
 def open_database(url: str, schema: str | None) -> Database:

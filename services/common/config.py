@@ -113,6 +113,28 @@ def listen_address(port_name: str, default_port: int) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class Retention:
+    """How long the units keep what they may forget (days; 0 keeps it for good), and how often
+    they prune (services.common.retention)."""
+
+    # Each unit's request ledger and db_unit's result ledger: an id replayed later runs again.
+    ledger_days: int = 7
+    # Soft-deleted users, chats (with their members and messages), providers, models, records.
+    deleted_days: int = 30
+    interval_seconds: int = 600
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Retention":
+        defaults = cls()
+        return cls(
+            ledger_days=integer("RETENTION_DAYS", defaults.ledger_days, minimum=0, environ=environ),
+            deleted_days=integer("DELETED_RETENTION_DAYS", defaults.deleted_days, minimum=0, environ=environ),
+            interval_seconds=integer("PRUNE_INTERVAL_SECONDS", defaults.interval_seconds, minimum=1,
+                                     environ=environ),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class UnitSettings:
     """What every database unit reads: where it listens and where it keeps its tables."""
 
@@ -121,14 +143,16 @@ class UnitSettings:
     database_url: str
     # PostgreSQL schema holding the unit's tables; ignored by SQLite.
     database_schema: str | None = None
+    retention: Retention = Retention()
 
     @classmethod
     def read_env(cls, unit: str, default_port: int, **extra):
         """From LLMCHATLINKER_<UNIT>_PORT, _DATABASE_URL (required) and _DATABASE_SCHEMA
-        (default: the unit's name in lower case)."""
+        (default: the unit's name in lower case), and the suite-wide retention."""
         return cls(
             address=listen_address(f"{unit}_PORT", default_port),
             database_url=url(f"{unit}_DATABASE_URL", schemes=DATABASE_SCHEMES, required=True),
             database_schema=optional(f"{unit}_DATABASE_SCHEMA", unit.lower()),
+            retention=Retention.from_env(),
             **extra,
         )

@@ -52,6 +52,8 @@ def request_ledger(metadata: sa.MetaData) -> sa.Table:
         sa.Column("request_id", sa.String(MAX_ID_CHARS), primary_key=True),
         sa.Column("response", sa.LargeBinary, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=utcnow),
+        # The pruner deletes by age (services.common.retention).
+        sa.Index("ix_processed_requests_created_at", "created_at"),
     )
 
 

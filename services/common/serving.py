@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from services.common import limits
 from services.common.deadlines import SHUTDOWN_GRACE_SECONDS
 from services.common.logs import configure_logging
+from services.common.retention import Pruner
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class ThreadedServer:
     ):
         # Runs after the server has drained, e.g. to close the unit's database connections.
         self._on_stop = on_stop
+        self._pruner: Pruner | None = None
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS)
         register(self._server)
         self._health = _add_health_and_reflection(self._server, service_names, experimental_non_blocking=True)
@@ -83,18 +85,29 @@ class ThreadedServer:
 
     @classmethod
     def on_database(cls, database, build_servicer: Callable[[object], object], add_servicer: Callable,
-                    service_name: str, address: str) -> "ThreadedServer":
+                    service_name: str, address: str, pruner: Pruner | None = None) -> "ThreadedServer":
         """A server of `build_servicer(database)` that disposes of the database when it stops, or at
-        once when it cannot be built (a failed migration, a port in use)."""
+        once when it cannot be built (a failed migration, a port in use). Its `pruner` (of the same
+        database) runs while it serves."""
+        def stop_using_database() -> None:
+            if pruner is not None:
+                pruner.stop()
+            database.dispose()
+
         try:
             servicer = build_servicer(database)
-            return cls(lambda server: add_servicer(servicer, server), [service_name], address, on_stop=database.dispose)
+            server = cls(lambda server: add_servicer(servicer, server), [service_name], address,
+                         on_stop=stop_using_database)
         except BaseException:
             database.dispose()
             raise
+        server._pruner = pruner
+        return server
 
     def start(self) -> "ThreadedServer":
         self._server.start()
+        if self._pruner is not None:
+            self._pruner.start()
         return self
 
     def stop(self, grace: float | None = SHUTDOWN_GRACE_SECONDS) -> None:

@@ -7,6 +7,7 @@ from llmchatlinker.db.v1 import db_service_pb2_grpc as pb_grpc
 from services.common.db import Database, run_once
 from services.common.errors import maps_errors
 from services.common.protoconv import timestamp
+from services.common.retention import Pruner
 from services.common.serving import ThreadedServer, run_threaded_unit
 from services.db_unit import service, store
 from services.db_unit.config import Settings
@@ -109,8 +110,10 @@ def build_server(settings: Settings) -> ThreadedServer:
         database.migrate(MIGRATIONS, store.metadata)
         return RecordServicer(database)
 
-    return ThreadedServer.on_database(Database(settings.database_url, settings.database_schema), servicer,
-                                      pb_grpc.add_RecordServiceServicer_to_server, SERVICE_NAME, settings.address)
+    database = Database(settings.database_url, settings.database_schema)
+    return ThreadedServer.on_database(database, servicer, pb_grpc.add_RecordServiceServicer_to_server, SERVICE_NAME,
+                                      settings.address,
+                                      pruner=Pruner(database, store.RETENTION_RULES, settings.retention))
 
 
 def main() -> None:

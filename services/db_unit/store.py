@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import request_ledger, utcnow
 from services.common.limits import MAX_ID_CHARS
+from services.common.retention import deleted_at_index, deleted_rule, ledger_rule
 from services.db_unit.service import NewRecord
 
 # 64-bit on PostgreSQL (a record per instruction adds up); SQLite's INTEGER PRIMARY KEY is already 64-bit.
@@ -24,6 +25,9 @@ class Base(orm.DeclarativeBase):
 
 metadata = Base.metadata
 request_ledger(metadata)
+# What the pruner deletes (services.common.retention): old request ids and results, and records
+# deleted long ago.
+RETENTION_RULES = (ledger_rule(), ledger_rule("results", key="instruction_id"), deleted_rule("records"))
 
 
 class Record(Base):
@@ -31,6 +35,7 @@ class Record(Base):
     __table_args__ = (
         sa.Index("ix_records_record_id", "record_id", unique=True),
         sa.Index("ix_records_user_id_seq", "user_id", "seq"),
+        deleted_at_index("records"),
     )
 
     seq: Mapped[int] = mapped_column(BigSeq, primary_key=True)
@@ -49,6 +54,8 @@ class Result(Base):
     """One instruction's final result; the primary key makes the first writer win."""
 
     __tablename__ = "results"
+    # The pruner deletes by age (services.common.retention).
+    __table_args__ = (sa.Index("ix_results_created_at", "created_at"),)
 
     instruction_id: Mapped[str] = mapped_column(sa.String(MAX_ID_CHARS), primary_key=True)
     result: Mapped[bytes] = mapped_column(sa.LargeBinary)

@@ -16,6 +16,7 @@ from services.common.deadlines import SHUTDOWN_GRACE_SECONDS
 from services.common.errors import maps_errors
 from services.common.logs import configure_logging
 from services.common.protoconv import timestamp
+from services.common.retention import Pruner
 from services.common.serving import AsyncServer, failing_in_one_line
 from services.llm_unit import errors, service, store
 from services.common.readcache import ReadCache
@@ -225,6 +226,7 @@ class LlmUnitServer(AsyncServer):
         models = ReadCache(settings.model_cache_ttl_ms / 1000, clock=clock)
         servicer = LlmServicer(self.database, self._executor, self._providers, settings.generation_timeout_ms,
                                models)
+        self._pruner = Pruner(self.database, store.RETENTION_RULES, settings.retention)
         try:
             super().__init__(lambda server: pb_grpc.add_LlmServiceServicer_to_server(servicer, server),
                              [SERVICE_NAME], settings.address)
@@ -235,11 +237,13 @@ class LlmUnitServer(AsyncServer):
     async def start(self) -> "LlmUnitServer":
         await self._providers.start()
         await super().start()
+        self._pruner.start()
         return self
 
     async def stop(self, grace: float | None = SHUTDOWN_GRACE_SECONDS) -> None:
         await super().stop(grace)
         await self._providers.close()
+        await asyncio.to_thread(self._pruner.stop)
         await asyncio.to_thread(self._release)
 
     def _release(self) -> None:

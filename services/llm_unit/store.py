@@ -10,6 +10,7 @@ from sqlalchemy import orm
 
 from services.common.db import Database, as_utc, request_ledger, run_once, utcnow
 from services.common.errors import DomainError
+from services.common.retention import deleted_at_index, deleted_rule, ledger_rule
 from services.llm_unit import errors, service
 
 Response = TypeVar("Response")
@@ -22,6 +23,13 @@ class Base(orm.DeclarativeBase):
 
 metadata = Base.metadata
 request_ledger(metadata)
+# What the pruner deletes (services.common.retention): old request ids, models deleted long ago,
+# and providers deleted long ago (with their models, deleted with them), their keys with them.
+RETENTION_RULES = (
+    ledger_rule(),
+    deleted_rule("llms"),
+    deleted_rule("providers", dependents=[("llms", "provider_id", "id")]),
+)
 
 
 class ProviderRow(Base):
@@ -29,6 +37,7 @@ class ProviderRow(Base):
     __table_args__ = (
         # A name is unique among live providers only: a deleted provider's name can be reused.
         sa.Index("uq_providers_live_name", "name", unique=True, sqlite_where=LIVE, postgresql_where=LIVE),
+        deleted_at_index("providers"),
     )
 
     seq: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)
@@ -48,6 +57,7 @@ class LlmRow(Base):
         sa.Index("uq_llms_live_provider_name", "provider_id", "name", unique=True,
                  sqlite_where=LIVE, postgresql_where=LIVE),
         sa.Index("ix_llms_provider_seq", "provider_id", "seq"),
+        deleted_at_index("llms"),
     )
 
     seq: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)

@@ -9,6 +9,7 @@ from llmchatlinker.user.v1 import user_service_pb2_grpc as pb_grpc
 from services.common.db import Database, run_once
 from services.common.errors import maps_errors
 from services.common.protoconv import timestamp_fields
+from services.common.retention import Pruner
 from services.common.serving import ThreadedServer, run_threaded_unit
 from services.user_unit import service, store
 from services.user_unit.config import Settings
@@ -125,8 +126,10 @@ def build_server(settings: Settings) -> ThreadedServer:
         database.migrate(MIGRATIONS, store.metadata)
         return UserServicer(database)
 
-    return ThreadedServer.on_database(Database(settings.database_url, settings.database_schema), servicer,
-                                      pb_grpc.add_UserServiceServicer_to_server, SERVICE_NAME, settings.address)
+    database = Database(settings.database_url, settings.database_schema)
+    return ThreadedServer.on_database(database, servicer, pb_grpc.add_UserServiceServicer_to_server, SERVICE_NAME,
+                                      settings.address,
+                                      pruner=Pruner(database, store.RETENTION_RULES, settings.retention))
 
 
 def main() -> None:

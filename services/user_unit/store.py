@@ -11,6 +11,7 @@ from sqlalchemy import orm
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import request_ledger, utcnow
+from services.common.retention import deleted_at_index, deleted_rule, ledger_rule
 from services.user_unit.errors import UsernameTaken
 
 _LIVE = "deleted_at IS NULL"
@@ -22,12 +23,15 @@ class Base(orm.DeclarativeBase):
 
 metadata = Base.metadata
 request_ledger(metadata)
+# What the pruner deletes (services.common.retention): old request ids and users deleted long ago.
+RETENTION_RULES = (ledger_rule(), deleted_rule("users"))
 
 
 class User(Base):
     __tablename__ = "users"
     __table_args__ = (
         sa.Index("ix_users_user_id", "user_id", unique=True),
+        deleted_at_index("users"),
         # Usernames are unique among live users only: a deleted user's name may be taken again.
         sa.Index(
             "ix_users_live_username",
