@@ -94,6 +94,13 @@ class RecordServicer(pb_grpc.RecordServiceServicer):
         return pb.GetResultResponse(result=stored.result, create_time=timestamp(stored.created_at))
 
     @maps_errors(DOMAIN)
+    def CountDelivery(self, request: pb.CountDeliveryRequest, context) -> pb.CountDeliveryResponse:
+        instruction_id = service.check_instruction_id(request.instruction_id)
+        with self._database.writing() as connection:
+            deliveries = store.count_delivery(connection, instruction_id)
+        return pb.CountDeliveryResponse(deliveries=deliveries)
+
+    @maps_errors(DOMAIN)
     def GetResults(self, request: pb.GetResultsRequest, context) -> pb.GetResultsResponse:
         with self._database.reading() as connection:
             found = service.get_results(store.Results(connection), request.instruction_ids)

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import orm
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import request_ledger, utcnow
@@ -27,7 +28,12 @@ metadata = Base.metadata
 request_ledger(metadata)
 # What the pruner deletes (services.common.retention): old request ids and results, and records
 # deleted long ago.
-RETENTION_RULES = (ledger_rule(), ledger_rule("results", key="instruction_id"), deleted_rule("records"))
+RETENTION_RULES = (
+    ledger_rule(),
+    ledger_rule("results", key="instruction_id"),
+    ledger_rule("deliveries", key="instruction_id"),
+    deleted_rule("records"),
+)
 
 
 class Record(Base):
@@ -62,8 +68,28 @@ class Result(Base):
     created_at: Mapped[datetime.datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
+class Delivery(Base):
+    """How many deliveries of an instruction ended without its result stored (the poison count)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (sa.Index("ix_deliveries_created_at", "created_at"),)
+
+    instruction_id: Mapped[str] = mapped_column(sa.String(MAX_ID_CHARS), primary_key=True)
+    count: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime.datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
 _RECORDS = Record.__table__
 _RESULTS = Result.__table__
+_DELIVERIES = Delivery.__table__
+# One statement on both dialects: insert the first count, or add one to it, and read it back.
+_COUNT_DELIVERY = {
+    name: dialect.insert(_DELIVERIES)
+    .on_conflict_do_update(index_elements=[_DELIVERIES.c.instruction_id],
+                           set_={"count": _DELIVERIES.c.count + 1})
+    .returning(_DELIVERIES.c.count)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
 # Core statements built once: an ORM select or flush costs more CPU than the query itself,
 # and the result ledger is read and written on every instruction.
 _INSERT_RECORD = sa.insert(_RECORDS)
@@ -229,7 +255,7 @@ class Results:
             return {}
         others = [instruction_id for instruction_id in new if instruction_id not in inserted]
         stored = {found.instruction_id: found.result for found in self.get(others)}
-        if len(stored) != len(others):  # a winner's row vanished: results are never deleted
+        if len(stored) != len(others):  # a winner's row vanished: only the pruner deletes, days later
             raise RuntimeError(f"results of {len(others) - len(stored)} instructions neither inserted nor found")
         return stored
 
@@ -244,3 +270,10 @@ class Results:
             return cursor.fetchall()
         finally:
             cursor.close()
+
+
+def count_delivery(connection: sa.Connection, instruction_id: str) -> int:
+    """Counts one more unfinished delivery of the instruction; returns the count."""
+    statement = _COUNT_DELIVERY[connection.dialect.name]
+    return connection.execute(statement, {"instruction_id": instruction_id, "count": 1,
+                                          "created_at": utcnow()}).scalar_one()

@@ -72,8 +72,9 @@ class OrchestratorServer:
         return self
 
     def _can_serve(self) -> bool:
-        """Consuming, and not every prefetch slot stuck: what the health service reports."""
-        return self.transport.consuming and self.cycle.stuck_for(self.settings.max_in_flight) < STUCK_AFTER_SECONDS
+        """Consuming (or standing by for the replica that does), and not every prefetch slot stuck:
+        what the health service reports."""
+        return self.transport.attached and self.cycle.stuck_for(self.settings.max_in_flight) < STUCK_AFTER_SECONDS
 
     async def _watch_health(self) -> None:
         while True:
@@ -85,7 +86,7 @@ class OrchestratorServer:
                 if serving:
                     log.info("SERVING again: consuming %s", self.settings.queue)
                 else:
-                    log.warning("NOT_SERVING: %s", "every instruction slot is stuck" if self.transport.consuming
+                    log.warning("NOT_SERVING: %s", "every instruction slot is stuck" if self.transport.attached
                                 else f"not consuming {self.settings.queue} (no broker connection)")
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:

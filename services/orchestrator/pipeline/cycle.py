@@ -21,7 +21,7 @@ from services.orchestrator.pipeline.results import Results, instruction_id_for
 from services.orchestrator.queue.bodies import DecodeError, decode
 from services.orchestrator.queue.replies import Outbox
 from services.orchestrator.queue.switchboard import Switchboard
-from services.orchestrator.queue.transport import Message, Transport
+from services.orchestrator.queue.transport import MAX_DELIVERIES, Message, Transport
 
 log = logging.getLogger(__name__)
 
@@ -102,20 +102,25 @@ class Cycle:
 
     async def _settle_redelivery(self, message: Message, instruction: Instruction) -> bool:
         """A message delivered before and never acknowledged: maybe it finished (answer from the
-        ledger), maybe it kills whoever runs it. Unfinished ones go back on the queue with their
-        delivery count raised, and at MAX_DELIVERIES to the dead-letter queue."""
-        if instruction.instruction_id in self._running:
+        ledger), maybe it kills whoever runs it. An unfinished one runs again where it is, so its
+        chat's later instructions still come after it; its delivery is counted in db_unit (a
+        crash cannot lose that count), and at MAX_DELIVERIES it goes to the dead-letter queue."""
+        instruction_id = instruction.instruction_id
+        if instruction_id in self._running:
             return False  # still running here (our connection dropped meanwhile): join it
         if self._policy.put_back_here(message):
             return False  # this replica gave it back to wait out an outage: a try like any other
-        stored = await self._results.lookup(instruction.instruction_id)
+        stored = await self._results.lookup(instruction_id)
         if stored is None:
-            await self._policy.count_failure(message, "the message was delivered and not finished",
-                                             "DELIVERY_LIMIT_REACHED", instruction_type_of(instruction))
+            deliveries = message.deliveries + await self._results.count_delivery(instruction_id)
+            if deliveries < MAX_DELIVERIES:
+                return False
+            await self._policy.give_up(message, "the message was delivered and not finished",
+                                       "DELIVERY_LIMIT_REACHED", instruction_type_of(instruction), deliveries)
             return True
         await self._answer(message, stored)
         self._transport.ack(message)
-        log_settled("redelivered, answered from the ledger, acked", message, instruction.instruction_id)
+        log_settled("redelivered, answered from the ledger, acked", message, instruction_id)
         return True
 
     async def _result_of(self, message: Message, instruction: Instruction) -> Result | None:

@@ -144,24 +144,35 @@ class DeliveryPolicy:
     async def count_failure(self, message: Message, failure: str, reason: str, instruction_type: int = 0) -> None:
         """Republishes the message with its delivery count raised; past the limit, dead-letters it."""
         deliveries = message.deliveries + 1
+        if deliveries >= MAX_DELIVERIES:
+            await self.give_up(message, failure, reason, instruction_type, deliveries)
+            return
         try:
-            if deliveries >= MAX_DELIVERIES:
-                failure = f"{failure}; gave up after {deliveries} deliveries"
-                await self._outbox.dead_letter(message, failure, reason)
-                await self._answer(message, failed_result(
-                    _id_of(message), instruction_type, orchestrator_status(grpc.StatusCode.ABORTED, failure, reason),
-                    sequence=1))
-                settled = f"dead-lettered after {deliveries} deliveries, answered ABORTED, acked"
-            else:
-                await self._outbox.republish(message, deliveries)
-                settled = f"republished as delivery {deliveries}, acked"
+            await self._outbox.republish(message, deliveries)
         except Exception:  # noqa: BLE001 - the broker is gone too: leave the message to it
             log.exception("message %s: cannot republish; requeueing", name_of(message))
             self._transport.requeue(message)
             log_settled("requeued (cannot republish)", message)
             return
         self._transport.ack(message)
-        log_settled(settled, message)
+        log_settled(f"republished as delivery {deliveries}, acked", message)
+
+    async def give_up(self, message: Message, failure: str, reason: str, instruction_type: int,
+                      deliveries: int) -> None:
+        """A message past MAX_DELIVERIES: dead-lettered, answered ABORTED, acknowledged."""
+        failure = f"{failure}; gave up after {deliveries} deliveries"
+        try:
+            await self._outbox.dead_letter(message, failure, reason)
+            await self._answer(message, failed_result(
+                _id_of(message), instruction_type, orchestrator_status(grpc.StatusCode.ABORTED, failure, reason),
+                sequence=1))
+        except Exception:  # noqa: BLE001 - the broker is gone too: leave the message to it
+            log.exception("message %s: cannot dead-letter; requeueing", name_of(message))
+            self._transport.requeue(message)
+            log_settled("requeued (cannot dead-letter)", message)
+            return
+        self._transport.ack(message)
+        log_settled(f"dead-lettered after {deliveries} deliveries, answered ABORTED, acked", message)
 
     async def reject(self, message: Message, error: DecodeError) -> None:
         """A body that is no instruction: dead-lettered, answered INVALID_ARGUMENT, acknowledged."""

@@ -41,6 +41,10 @@ class Results:
         stored = await self._units.ledger.lookup(instruction_id)
         return None if stored is None else Result.FromString(stored)
 
+    async def count_delivery(self, instruction_id: str) -> int:
+        """Counts one more unfinished delivery of the instruction (durably); returns the count."""
+        return await self._units.ledger.count_delivery(instruction_id)
+
     async def keep(self, instruction: Instruction, result: Result) -> Result:
         """Records the instruction for its users, then stores the result; returns the stored one,
         which is another run's when that run stored first.

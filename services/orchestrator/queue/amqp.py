@@ -3,8 +3,16 @@
 pika is not thread-safe, so the connection lives on its own I/O thread (a SelectConnection and its
 ioloop, as in pika's asynchronous consumer example). Deliveries cross to the asyncio loop with
 `loop.call_soon_threadsafe`; acks and publishes cross back with the ioloop's
-`add_callback_threadsafe`, and each checks that its connection is still the open one. Both
+`add_callback_threadsafe`, and each checks that its channel is still the open one. Both
 crossings are batched (Handoff): under load one wake-up carries many calls.
+
+One channel publishes (with confirms) and consumes this replica's replies; a second, the intake,
+consumes the instruction queue as its exclusive consumer. Only one replica at a time takes
+instructions, so a chat's instructions run in the order they were queued however many replicas
+run; the others stand by (their front doors still queue instructions and stream results) and try
+the intake every STANDBY_RETRY_SECONDS, so one takes over within about a second when the holder
+dies. The broker gives the instructions the holder had not acknowledged, in their order, to the
+next.
 """
 
 from __future__ import annotations
@@ -36,6 +44,10 @@ BACKOFF_FIRST_SECONDS = 0.25
 BACKOFF_CAP_SECONDS = 30.0
 # How long a publish waits for a connection, and for the broker's confirm.
 PUBLISH_TIMEOUT_SECONDS = 30.0
+# How often a standing-by replica tries to become the instruction queue's consumer.
+STANDBY_RETRY_SECONDS = 1.0
+# The broker's answer to a second exclusive consumer of a queue.
+ACCESS_REFUSED = 403
 
 
 class Backoff:
@@ -77,8 +89,11 @@ class AmqpQueue:
         self._generation = 0
         self._consume_instructions = True
         self._consumer_tag: str | None = None
-        # Written on the I/O thread, read by the health check: a plain flag is enough.
-        self.consuming = False
+        self._intake = None  # the channel consuming the instruction queue
+        self._intake_epoch = 0  # counts intake channels: a delivery tag is only good on its own
+        # Written on the I/O thread, read by the health check: plain flags are enough.
+        self.consuming = False  # taking instructions
+        self.standing_by = False  # attached, while another replica takes them
         self._publish_seq = 0
         self._confirms: dict[int, asyncio.Future] = {}
         # Owned by the event loop.
@@ -98,7 +113,7 @@ class AmqpQueue:
         self._thread.start()
 
     async def ready(self, timeout: float = PUBLISH_TIMEOUT_SECONDS) -> None:
-        """Waits until consuming; asyncio.TimeoutError after `timeout`, BrokerRefused when refused for good."""
+        """Waits until consuming, or standing by for the replica that consumes; asyncio.TimeoutError after `timeout`, BrokerRefused when refused for good."""
         waits = [asyncio.ensure_future(self._ready.wait()), asyncio.ensure_future(self._refused.wait())]
         try:
             done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -144,13 +159,18 @@ class AmqpQueue:
             self._threadsafe(functools.partial(
                 self._publish, self._generation, routing_key, _properties(message, persistent), message.body, None))
 
+    @property
+    def attached(self) -> bool:
+        """Taking instructions, or standing by for the replica that takes them: healthy either way."""
+        return self.consuming or self.standing_by
+
     def ack(self, message: Message) -> None:
-        generation, delivery_tag = message.tag
-        self._threadsafe(functools.partial(self._settle, generation, delivery_tag, requeue=None))
+        epoch, delivery_tag = message.tag
+        self._threadsafe(functools.partial(self._settle, epoch, delivery_tag, requeue=None))
 
     def requeue(self, message: Message) -> None:
-        generation, delivery_tag = message.tag
-        self._threadsafe(functools.partial(self._settle, generation, delivery_tag, requeue=True))
+        epoch, delivery_tag = message.tag
+        self._threadsafe(functools.partial(self._settle, epoch, delivery_tag, requeue=True))
 
     async def stop_consuming(self) -> None:
         """Cancels the instruction consumer; prefetched deliveries already handed over still finish."""
@@ -215,8 +235,8 @@ class AmqpQueue:
         connection.ioloop.stop()
 
     def _on_connection_closed(self, connection, reason) -> None:
-        self.consuming = False
-        self._channel = None
+        self.consuming = self.standing_by = False
+        self._channel = self._intake = None
         self._to_loop.call(self._connection_lost, self._generation)
         self._confirms.clear()
         if not self._stopping.is_set():
@@ -234,13 +254,13 @@ class AmqpQueue:
     def _on_consumer_cancelled(self, _frame) -> None:
         # The broker cancelled our consumer (the queue was deleted, say): start again, which
         # declares the queue and consumes anew; health says NOT_SERVING meanwhile.
-        self.consuming = False
+        self.consuming = self.standing_by = False
         log.warning("RabbitMQ cancelled the consumer of %s; reconnecting", self.queue)
         if self._connection is not None and self._connection.is_open:
             self._connection.close()
 
     def _on_channel_closed(self, channel, reason) -> None:
-        self.consuming = False
+        self.consuming = self.standing_by = False
         # A channel error (say, a queue declared elsewhere with other arguments) leaves the
         # connection useless to us: close it and start again after the back-off.
         if not self._stopping.is_set():
@@ -255,7 +275,6 @@ class AmqpQueue:
                 lambda cb: channel.queue_declare(
                     self.reply_queue, durable=False, exclusive=False, auto_delete=False,
                     arguments={"x-expires": REPLY_QUEUE_EXPIRES_MS}, callback=cb),
-                lambda cb: channel.basic_qos(prefetch_count=self._prefetch, callback=cb),
             ]
             if step < len(steps):
                 steps[step](functools.partial(declared, step=step + 1))
@@ -267,13 +286,61 @@ class AmqpQueue:
 
     def _consume(self, channel) -> None:
         channel.basic_consume(self.reply_queue, self._on_reply_delivery, auto_ack=True)
-        if self._consume_instructions:
-            channel.add_on_cancel_callback(self._on_consumer_cancelled)
-            self._consumer_tag = channel.basic_consume(self.queue, self._on_instruction_delivery, auto_ack=False)
-            self.consuming = True
         self._backoff.reset()
-        log.info("consuming %s (prefetch %d), replies on %s", self.queue, self._prefetch, self.reply_queue)
-        self._to_loop.call(self._ready.set)
+        if self._consume_instructions:
+            self._open_intake()  # ready once it consumes or stands by
+        else:
+            self._to_loop.call(self._ready.set)
+
+    # The intake: the instruction queue's one consumer, or standing by for it.
+
+    def _open_intake(self) -> None:
+        connection = self._connection
+        if self._consume_instructions and self._channel is not None and connection is not None and connection.is_open:
+            connection.channel(on_open_callback=self._on_intake_open)
+
+    def _on_intake_open(self, channel) -> None:
+        if not self._consume_instructions or self._channel is None:
+            channel.close()
+            return
+        self._intake_epoch += 1
+        self._intake = channel
+        epoch = self._intake_epoch
+        channel.add_on_close_callback(self._on_intake_closed)
+        channel.add_on_cancel_callback(self._on_consumer_cancelled)
+
+        def consumed(_frame) -> None:
+            if self._intake is channel:
+                was_standing_by, self.standing_by, self.consuming = self.standing_by, False, True
+                self._to_loop.call(self._ready.set)
+                log.info("consuming %s (prefetch %d)%s, replies on %s", self.queue, self._prefetch,
+                         ", taken over from the replica that held it" if was_standing_by else "", self.reply_queue)
+
+        def qos_set(_frame) -> None:
+            self._consumer_tag = channel.basic_consume(
+                self.queue, functools.partial(self._on_instruction_delivery, epoch), auto_ack=False, exclusive=True,
+                callback=consumed)
+
+        channel.basic_qos(prefetch_count=self._prefetch, callback=qos_set)
+
+    def _on_intake_closed(self, channel, reason) -> None:
+        if self._intake is channel:
+            self._intake = None
+        self.consuming = False
+        connection = self._connection
+        if self._stopping.is_set() or not self._consume_instructions or connection is None or not connection.is_open:
+            return
+        if getattr(reason, "reply_code", None) == ACCESS_REFUSED:
+            # Another replica is the queue's consumer: stand by and try again shortly.
+            if not self.standing_by:
+                log.info("another orchestrator takes the instructions of %s; standing by", self.queue)
+            self.standing_by = True
+            self._to_loop.call(self._ready.set)
+            connection.ioloop.call_later(STANDBY_RETRY_SECONDS, self._open_intake)
+            return
+        self.standing_by = False
+        log.warning("RabbitMQ closed the intake channel: %s", reason)
+        connection.close()  # start again after the back-off, as for the other channel
 
     def _message(self, method, properties, body: bytes) -> Message:
         return Message(
@@ -287,8 +354,10 @@ class AmqpQueue:
             tag=(self._generation, method.delivery_tag),
         )
 
-    def _on_instruction_delivery(self, _channel, method, properties, body) -> None:
-        self._to_loop.call(self._on_instruction, self._message(method, properties, body))
+    def _on_instruction_delivery(self, epoch, _channel, method, properties, body) -> None:
+        message = self._message(method, properties, body)
+        message.tag = (epoch, method.delivery_tag)
+        self._to_loop.call(self._on_instruction, message)
 
     def _on_reply_delivery(self, _channel, method, properties, body) -> None:
         self._to_loop.call(self._on_reply, self._message(method, properties, body))
@@ -323,9 +392,9 @@ class AmqpQueue:
             else:
                 self._to_loop.call(_succeed, future)
 
-    def _settle(self, generation: int, delivery_tag: int, requeue: bool | None) -> None:
-        channel = self._channel
-        if generation != self._generation or channel is None or not channel.is_open:
+    def _settle(self, epoch: int, delivery_tag: int, requeue: bool | None) -> None:
+        channel = self._intake
+        if epoch != self._intake_epoch or channel is None or not channel.is_open:
             return  # the tag died with its channel: the broker redelivers the message
         if requeue is None:
             channel.basic_ack(delivery_tag)
@@ -334,8 +403,8 @@ class AmqpQueue:
 
     def _cancel_consumer(self, done: asyncio.Future) -> None:
         self._consume_instructions = False
-        self.consuming = False
-        channel, tag = self._channel, self._consumer_tag
+        self.consuming = self.standing_by = False
+        channel, tag = self._intake, self._consumer_tag
         self._consumer_tag = None
         if channel is None or not channel.is_open or tag is None:
             self._to_loop.call(_succeed, done)

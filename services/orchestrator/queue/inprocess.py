@@ -33,6 +33,10 @@ class InProcessQueue:
         consumer = self._consumers.get(self.queue)
         return consumer is not None and not consumer.done()
 
+    @property
+    def attached(self) -> bool:
+        return self.consuming  # one process: nobody else to stand by for
+
     def queue_named(self, name: str) -> asyncio.Queue[Message]:
         """A queue by name, created on first use (tests read replies and dead letters here)."""
         return self._queues[name]

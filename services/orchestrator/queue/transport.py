@@ -75,8 +75,11 @@ class Transport(Protocol):
 
     queue: str
     reply_queue: str
-    # Whether instructions are being consumed right now (health: NOT_SERVING while they are not).
+    # Whether this replica takes instructions right now.
     consuming: bool
+    # Whether it takes them or stands by for the replica that does (health: NOT_SERVING while
+    # neither, as when the broker is gone).
+    attached: bool
 
     def start(self, on_instruction: OnMessage, on_reply: OnMessage) -> None:
         """Starts consuming; callbacks run on the event loop."""

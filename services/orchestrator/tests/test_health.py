@@ -1,5 +1,6 @@
 """Health tells the truth: the orchestrator reports NOT_SERVING while it cannot consume (the broker
-gone) or while every instruction slot is stuck, and SERVING again once it can."""
+gone) or while every instruction slot is stuck, and SERVING again once it can; a replica standing
+by for the one that takes the instructions is SERVING."""
 
 import asyncio
 
@@ -57,3 +58,25 @@ async def test_not_serving_while_every_slot_is_stuck(suite, orchestrators, submi
 async def _final(stub, instruction: pb.Instruction) -> pb.Result:
     results = [response.result async for response in stub.Submit(pb.SubmitRequest(instruction=instruction), timeout=60)]
     return results[-1]
+
+
+async def test_a_replica_standing_by_serves_its_front_door_and_takes_over_when_the_taker_stops(
+        suite, orchestrators, submit_stub, amqp_url):
+    taker = await orchestrators(suite, amqp_url)
+    standing_by = await orchestrators(suite, amqp_url)
+    assert taker.transport.consuming and not standing_by.transport.consuming
+    assert standing_by.transport.standing_by
+    await health_becomes(standing_by.port, SERVING)
+
+    async with submit_stub(standing_by) as stub:  # queued here, run by the taker, answered here
+        created = await _final(stub, pb.Instruction(user_create=pb.UserCreate(username="standby")))
+        assert created.status.code == 0 and created.user.username == "standby"
+
+        await taker.stop(grace=5)
+        for _ in range(100):
+            if standing_by.transport.consuming:
+                break
+            await asyncio.sleep(0.05)
+        assert standing_by.transport.consuming
+        found = await _final(stub, pb.Instruction(user_get=pb.UserGet(user_id=created.user.user_id)))
+        assert found.user.username == "standby"

@@ -31,6 +31,11 @@ class Ledger:
         answer = await self._puts.call(db_pb2.PutResultRequest(instruction_id=instruction_id, result=result))
         return answer.result if answer.already_stored else result
 
+    async def count_delivery(self, instruction_id: str) -> int:
+        """Counts one more unfinished delivery of the instruction; returns how many are counted."""
+        response = await self._records.CountDelivery(db_pb2.CountDeliveryRequest(instruction_id=instruction_id))
+        return response.deliveries
+
     async def _get_results(self, instruction_ids: list[str]) -> list[bytes | None]:
         try:
             response = await self._records.GetResults(
