@@ -9,6 +9,7 @@ from services.chat_unit import service
 from services.chat_unit.config import Settings
 from services.chat_unit.errors import DOMAIN
 from services.chat_unit.store import ChatStore, open_database
+from services.common.admission import Admission
 from services.common.db import BatchLedger, Database, run_once
 from services.common.errors import DomainError, maps_errors
 from services.common.protoconv import timestamp, timestamp_fields
@@ -203,7 +204,8 @@ def new_message(message: pb.NewMessage) -> service.NewMessage:
 def build_server(settings: Settings) -> ThreadedServer:
     """A ready-to-start server on a migrated database (not started)."""
     return ThreadedServer.on_database(open_database(settings.database_url, settings.database_schema), ChatServicer,
-                                      pb_grpc.add_ChatServiceServicer_to_server, SERVICE_NAME, settings.address)
+                                      pb_grpc.add_ChatServiceServicer_to_server, SERVICE_NAME, settings.address,
+                                      Admission(settings.tls, settings.internal_token, DOMAIN))
 
 
 def main() -> None:

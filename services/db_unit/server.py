@@ -4,6 +4,7 @@ import pathlib
 
 from llmchatlinker.db.v1 import db_service_pb2 as pb
 from llmchatlinker.db.v1 import db_service_pb2_grpc as pb_grpc
+from services.common.admission import Admission
 from services.common.db import Database, run_once
 from services.common.errors import maps_errors
 from services.common.protoconv import timestamp
@@ -110,7 +111,8 @@ def build_server(settings: Settings) -> ThreadedServer:
         return RecordServicer(database)
 
     return ThreadedServer.on_database(Database(settings.database_url, settings.database_schema), servicer,
-                                      pb_grpc.add_RecordServiceServicer_to_server, SERVICE_NAME, settings.address)
+                                      pb_grpc.add_RecordServiceServicer_to_server, SERVICE_NAME, settings.address,
+                                      Admission(settings.tls, settings.internal_token, DOMAIN))
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ from typing import TypeVar
 
 from llmchatlinker.user.v1 import user_service_pb2 as pb
 from llmchatlinker.user.v1 import user_service_pb2_grpc as pb_grpc
+from services.common.admission import Admission
 from services.common.db import Database, run_once
 from services.common.errors import maps_errors
 from services.common.protoconv import timestamp_fields
@@ -126,7 +127,8 @@ def build_server(settings: Settings) -> ThreadedServer:
         return UserServicer(database)
 
     return ThreadedServer.on_database(Database(settings.database_url, settings.database_schema), servicer,
-                                      pb_grpc.add_UserServiceServicer_to_server, SERVICE_NAME, settings.address)
+                                      pb_grpc.add_UserServiceServicer_to_server, SERVICE_NAME, settings.address,
+                                      Admission(settings.tls, settings.internal_token, DOMAIN))
 
 
 def main() -> None:
