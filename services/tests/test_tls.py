@@ -2,7 +2,12 @@
 over mutual TLS with the internal token, and a generation streams back; a caller without a
 certificate of the suite's CA cannot connect to a unit, and one with it still needs the token."""
 
+import asyncio
 import importlib
+import pathlib
+import shutil
+import subprocess
+import sys
 import types
 
 import grpc
@@ -22,6 +27,7 @@ from testkit import certificates
 from testkit.llm_server import LlmServer
 
 UNITS = ("user_unit", "chat_unit", "llm_unit", "db_unit")
+GRPCURL = shutil.which("grpcurl", path=str(pathlib.Path(sys.executable).parent)) or shutil.which("grpcurl")
 TOKEN = "the-internal-token-0123456789abcdef"
 
 
@@ -118,3 +124,19 @@ async def test_a_unit_over_mutual_tls_admits_only_certificates_of_the_suite_and_
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert error_info(caught.value).reason == "INTERNAL_CREDENTIAL_MISSING"
         await users.ListUsers(request, timeout=5, metadata=call_metadata(TOKEN))
+
+
+@pytest.mark.skipif(GRPCURL is None, reason="no grpcurl (a dev dependency)")
+async def test_grpcurl_reaches_a_unit_over_mutual_tls_as_the_readme_shows(pki, units):
+    def grpcurl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([GRPCURL, "-cacert", str(pki.ca.cert), "-cert", str(pki.orchestrator.cert),
+                               "-key", str(pki.orchestrator.key), *args], capture_output=True, text=True, timeout=30)
+
+    address = units["user_unit"]
+    listed = await asyncio.to_thread(grpcurl, "-H", f"authorization: Bearer {TOKEN}", "-d", '{"page_size": 2}',
+                                     address, "llmchatlinker.user.v1.UserService/ListUsers")
+    assert listed.returncode == 0, listed.stderr
+    health = await asyncio.to_thread(grpcurl, address, "grpc.health.v1.Health/Check")
+    assert '"status": "SERVING"' in health.stdout, health.stderr
+    refused = await asyncio.to_thread(grpcurl, address, "llmchatlinker.user.v1.UserService/ListUsers")
+    assert refused.returncode != 0 and "Code: Unauthenticated" in refused.stderr, refused.stderr
