@@ -2,7 +2,8 @@
 
 Each service's own config stays strict (a unit without a database URL refuses to start); the
 defaults live here: SQLite files per unit under LLMCHATLINKER_DATA_DIR, or one schema per unit in
-the PostgreSQL database at LLMCHATLINKER_DATABASE_URL, and unit addresses for the orchestrator.
+the PostgreSQL database at LLMCHATLINKER_DATABASE_URL, unit addresses for the orchestrator, and,
+for a suite started here, an internal token of its own.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import secrets
 import signal
 import socket
 import subprocess
@@ -107,6 +109,25 @@ def service_environment(service: str, environ: Mapping[str, str]) -> dict[str, s
     return env
 
 
+def with_internal_token(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` with LLMCHATLINKER_INTERNAL_TOKEN: the one set, else a random one for this run,
+    shared by the services started here, so that even on loopback only the orchestrator can call
+    the units (a process's environment is readable by its user only)."""
+    if _read(config.internal_token, environ):
+        return dict(environ)
+    return {**environ, config.PREFIX + config.INTERNAL_TOKEN: secrets.token_hex(32)}
+
+
+def refuse_tls(environ: Mapping[str, str]) -> None:
+    """`up` runs the suite on this machine, where its readiness checks speak plaintext: TLS is for
+    services run one by one (`llmchatlinker serve`)."""
+    names = [config.PREFIX + name for name in (*config.SERVER_TLS_SETTINGS, *config.UNIT_TLS_SETTINGS)
+             if config.optional(name, "", environ)]
+    if names:
+        raise SystemExit(f"{', '.join(names)}: TLS is for services run one by one (`llmchatlinker serve "
+                         "SERVICE`); `up` runs the suite on this machine, its units guarded by a token of its own")
+
+
 def describe_storage(environ: Mapping[str, str]) -> str:
     database = ("PostgreSQL, a schema per unit" if config.optional("DATABASE_URL", "", environ)
                 else f"SQLite files in {data_dir(environ)}")
@@ -158,7 +179,8 @@ class Suite:
 
     def __init__(self, environ: Mapping[str, str], write: Callable[[str], None],
                  services: tuple[str, ...] = SERVICES, test_llm_port: int | None = None) -> None:
-        self._environ = dict(environ)
+        refuse_tls(environ)
+        self._environ = with_internal_token(environ)
         self._write = write
         self._services = services
         self._test_llm_port = test_llm_port

@@ -4,6 +4,7 @@ import collections
 import dataclasses
 import os
 import pathlib
+import secrets
 
 from services import launcher
 from testkit.ports import free_ports
@@ -11,8 +12,11 @@ from testkit.ports import free_ports
 
 def suite_environment(data_dir: pathlib.Path | None = None, **extra: str) -> dict[str, str]:
     """This process's environment without LLMCHATLINKER_ variables (the suite's defaults rule),
-    each service on a free port of its own, SQLite files under `data_dir`, and `extra` on top."""
+    each service on a free port of its own, SQLite files under `data_dir`, an internal token of its
+    own (rather than one `up` makes up: a second orchestrator started beside the suite must call
+    its units with the same), and `extra` on top."""
     environ = {name: value for name, value in os.environ.items() if not name.startswith("LLMCHATLINKER_")}
+    environ["LLMCHATLINKER_INTERNAL_TOKEN"] = secrets.token_hex(32)
     for service, port in zip(launcher.SERVICES, free_ports(len(launcher.SERVICES))):
         environ[launcher.variable(service, "PORT")] = str(port)
     if data_dir is not None:

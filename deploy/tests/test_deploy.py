@@ -9,6 +9,8 @@ import subprocess
 import pytest
 import yaml
 
+from services.common import config
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 SERVICES = ("orchestrator", "user_unit", "chat_unit", "llm_unit", "db_unit")
@@ -17,8 +19,15 @@ PORTS = {"orchestrator": 50051, "user_unit": 50052, "chat_unit": 50053, "llm_uni
 KUBERNETES_VERSION = "1.27"
 _SETTING = re.compile(
     r"""config\.(required|optional|integer|milliseconds|url|choice|port|listen_address)\(\s*["']([A-Z0-9_]+)["']""")
-# UnitSettings.read_env("USER_UNIT", ...) reads USER_UNIT_PORT, _DATABASE_URL (required), _DATABASE_SCHEMA.
+# UnitSettings.read_env("USER_UNIT", ...) reads USER_UNIT_PORT, _DATABASE_URL (required), _DATABASE_SCHEMA,
+# and the internal token and server TLS every unit reads.
 _UNIT_SETTINGS = re.compile(r"""read_env\(\s*["']([A-Z0-9_]+)["']""")
+# Readers of settings whose names are fixed: the names each reads.
+_FIXED = {"internal_token": (config.INTERNAL_TOKEN,), "server_tls": config.SERVER_TLS_SETTINGS,
+          "unit_tls": config.UNIT_TLS_SETTINGS}
+_FIXED_READER = re.compile(rf"""config\.({'|'.join(_FIXED)})\(""")
+UNITS = SERVICES[1:]
+TOKEN = "LLMCHATLINKER_INTERNAL_TOKEN"
 
 
 def settings_read_by(service: str) -> tuple[set[str], set[str]]:
@@ -28,6 +37,8 @@ def settings_read_by(service: str) -> tuple[set[str], set[str]]:
     for unit in _UNIT_SETTINGS.findall(source):
         found += [("listen_address", f"{unit}_PORT"), ("required", f"{unit}_DATABASE_URL"),
                   ("optional", f"{unit}_DATABASE_SCHEMA")]
+        found += [(reader, name) for reader in ("internal_token", "server_tls") for name in _FIXED[reader]]
+    found += [(reader, name) for reader in _FIXED_READER.findall(source) for name in _FIXED[reader]]
     assert found, f"no settings found in services/{service}/config.py"
     names = {"LLMCHATLINKER_" + name for _, name in found} | {"LLMCHATLINKER_HOST"}  # HOST: listen_address
     required = {"LLMCHATLINKER_" + name for kind, name in found if kind == "required"}
@@ -133,6 +144,11 @@ def test_compose_starts_services_after_their_dependencies_are_healthy():
     assert all("healthcheck" in services[name] for name in orchestrator_needs)
 
 
+def test_compose_gives_every_service_the_internal_token_with_no_default():
+    anchors = {service: compose_service(service)["environment"][TOKEN] for service in SERVICES}
+    assert set(anchors.values()) == {f"${{{TOKEN}:?set {TOKEN}, e.g. openssl rand -hex 32}}"}
+
+
 def _compose_command() -> list[str] | None:
     """`docker compose` (or the older `docker-compose`) when this machine has it, else None."""
     for command in (["docker", "compose"], ["docker-compose"]):
@@ -149,7 +165,7 @@ def test_docker_compose_accepts_the_file():
     if command is None:
         pytest.skip("no docker compose on this machine (the docker client here has no compose plugin)")
     checked = subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-                             capture_output=True, text=True, cwd=ROOT)
+                             capture_output=True, text=True, cwd=ROOT, env={**os.environ, TOKEN: "t" * 64})
     assert checked.returncode == 0, checked.stderr
 
 
@@ -200,6 +216,33 @@ def test_kubernetes_secret_references_exist():
             reference = item.get("valueFrom", {}).get("secretKeyRef")
             if reference:
                 assert reference["key"] in secrets[reference["name"]]["stringData"], item["name"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_kubernetes_gives_every_service_the_internal_token_from_the_secret(service):
+    (token,) = [item for item in container_of(service)["env"] if item["name"] == TOKEN]
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "llmchatlinker-secrets", "key": "internal-token"}
+
+
+def test_the_secrets_placeholder_token_cannot_go_live():
+    placeholder = kubernetes_objects("Secret")["llmchatlinker-secrets"]["stringData"]["internal-token"]
+    with pytest.raises(config.SettingError, match="must be at least 32 characters"):
+        config.internal_token(environ={TOKEN: placeholder})
+
+
+def test_kubernetes_lets_only_the_orchestrator_reach_the_units():
+    (policy,) = kubernetes_objects("NetworkPolicy").values()
+    (selected,) = policy["spec"]["podSelector"]["matchExpressions"]
+    assert selected["key"] == "app.kubernetes.io/name" and selected["operator"] == "In"
+    assert sorted(selected["values"]) == sorted(unit.replace("_", "-") for unit in UNITS)
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    orchestrator_labels = kubernetes_objects("Deployment")["orchestrator"]["spec"]["template"]["metadata"]["labels"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "orchestrator"}}}]
+    assert orchestrator_labels["app.kubernetes.io/name"] == "orchestrator"
+    (port,) = rule["ports"]
+    for unit in UNITS:  # a named port: each unit's own
+        assert [p["name"] for p in container_of(unit)["ports"]] == [port["port"]]
 
 
 def test_kubernetes_reaches_postgres_and_rabbitmq_as_external_services():

@@ -10,6 +10,7 @@ from services.chat_unit.config import Settings
 from services.chat_unit.errors import DOMAIN
 from services.chat_unit import store
 from services.chat_unit.store import ChatStore, open_database
+from services.common.admission import Admission
 from services.common.db import BatchLedger, Database, run_once
 from services.common.errors import DomainError, maps_errors
 from services.common.protoconv import timestamp, timestamp_fields
@@ -207,6 +208,7 @@ def build_server(settings: Settings) -> ThreadedServer:
     database = open_database(settings.database_url, settings.database_schema)
     return ThreadedServer.on_database(database, ChatServicer, pb_grpc.add_ChatServiceServicer_to_server,
                                       SERVICE_NAME, settings.address,
+                                      Admission(settings.tls, settings.internal_token, DOMAIN),
                                       pruner=Pruner(database, store.RETENTION_RULES, settings.retention))
 
 

@@ -1,4 +1,4 @@
-"""Runs a gRPC server with the standard health service, reflection and graceful SIGTERM."""
+"""Runs a gRPC server with the standard health service, reflection, graceful SIGTERM and its admission rules."""
 
 import asyncio
 import contextlib
@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common import limits
+from services.common.admission import OPEN, Admission, AsyncTokenInterceptor, TokenInterceptor, server_credentials
 from services.common.deadlines import SHUTDOWN_GRACE_SECONDS
 from services.common.logs import configure_logging
 from services.common.retention import Pruner
@@ -52,10 +53,14 @@ def _add_health_and_reflection(server, service_names: Iterable[str], experimenta
 THREADED_MAX_WORKERS = 8
 
 
-def listen(server, address: str) -> int:
-    """Binds `address` (port 0: any free port); the port bound. A port in use is an error naming it."""
+def listen(server, address: str, admission: Admission = OPEN) -> int:
+    """Binds `address` (port 0: any free port), over TLS when the admission has it; the port bound.
+    A port in use is an error naming it."""
     try:
-        port = server.add_insecure_port(address)
+        if admission.tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, server_credentials(admission.tls))
     except RuntimeError:
         port = 0
     if not port:
@@ -74,18 +79,22 @@ class ThreadedServer:
         address: str,
         max_workers: int = THREADED_MAX_WORKERS,
         on_stop: Callable[[], None] | None = None,
+        admission: Admission = OPEN,
     ):
         # Runs after the server has drained, e.g. to close the unit's database connections.
         self._on_stop = on_stop
         self._pruner: Pruner | None = None
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS)
+        interceptors = [TokenInterceptor(admission.internal_token, admission.domain)] if admission.internal_token else []
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS,
+                                   interceptors=interceptors)
         register(self._server)
         self._health = _add_health_and_reflection(self._server, service_names, experimental_non_blocking=True)
-        self.port = listen(self._server, address)
+        self.port = listen(self._server, address, admission)
 
     @classmethod
     def on_database(cls, database, build_servicer: Callable[[object], object], add_servicer: Callable,
-                    service_name: str, address: str, pruner: Pruner | None = None) -> "ThreadedServer":
+                    service_name: str, address: str, admission: Admission = OPEN,
+                    pruner: Pruner | None = None) -> "ThreadedServer":
         """A server of `build_servicer(database)` that disposes of the database when it stops, or at
         once when it cannot be built (a failed migration, a port in use). Its `pruner` (of the same
         database) runs while it serves."""
@@ -97,7 +106,7 @@ class ThreadedServer:
         try:
             servicer = build_servicer(database)
             server = cls(lambda server: add_servicer(servicer, server), [service_name], address,
-                         on_stop=stop_using_database)
+                         on_stop=stop_using_database, admission=admission)
         except BaseException:
             database.dispose()
             raise
@@ -138,12 +147,14 @@ class ThreadedServer:
 class AsyncServer:
     """A grpc.aio server (for the units that wait on slow I/O)."""
 
-    def __init__(self, register: Register, service_names: Iterable[str], address: str):
-        self._server = grpc.aio.server(options=SERVER_OPTIONS)
+    def __init__(self, register: Register, service_names: Iterable[str], address: str, admission: Admission = OPEN):
+        interceptors = ([AsyncTokenInterceptor(admission.internal_token, admission.domain)]
+                        if admission.internal_token else [])
+        self._server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
         register(self._server)
         self._service_names = list(service_names)
         self._health = _add_health_and_reflection(self._server, self._service_names, experimental_non_blocking=True)
-        self.port = listen(self._server, address)
+        self.port = listen(self._server, address, admission)
 
     def set_serving(self, serving: bool) -> None:
         """What the health service reports for every service of this server (and for "")."""

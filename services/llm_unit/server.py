@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
 from llmchatlinker.llm.v1 import llm_service_pb2_grpc as pb_grpc
 from services.common import paging
+from services.common.admission import Admission
 from services.common.db import Database
 from services.common.deadlines import SHUTDOWN_GRACE_SECONDS
 from services.common.errors import maps_errors
@@ -229,7 +230,8 @@ class LlmUnitServer(AsyncServer):
         self._pruner = Pruner(self.database, store.RETENTION_RULES, settings.retention)
         try:
             super().__init__(lambda server: pb_grpc.add_LlmServiceServicer_to_server(servicer, server),
-                             [SERVICE_NAME], settings.address)
+                             [SERVICE_NAME], settings.address,
+                             Admission(settings.tls, settings.internal_token, DOMAIN))
         except BaseException:
             self._release()
             raise

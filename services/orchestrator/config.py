@@ -31,6 +31,12 @@ class Settings:
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     model_cache_ttl_ms: int = DEFAULT_MODEL_CACHE_TTL_MS
     outage_wait_ms: int = DEFAULT_OUTAGE_WAIT_MS
+    # Sent with every unit call (the units refuse calls without it when they have one set).
+    internal_token: str | None = dataclasses.field(default=None, repr=False)
+    # The front door's TLS (TLS_CERT, TLS_KEY, TLS_CLIENT_CA); None: plaintext.
+    tls: config.ServerTls | None = None
+    # The unit calls' TLS (UNIT_TLS_CA, UNIT_TLS_CERT, UNIT_TLS_KEY); None: plaintext.
+    unit_tls: config.ClientTls | None = None
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -45,4 +51,7 @@ class Settings:
             max_in_flight=config.integer("MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, minimum=1),
             model_cache_ttl_ms=config.milliseconds("MODEL_CACHE_TTL_MS", DEFAULT_MODEL_CACHE_TTL_MS),
             outage_wait_ms=config.milliseconds("OUTAGE_WAIT_MS", DEFAULT_OUTAGE_WAIT_MS),
+            internal_token=config.internal_token(),
+            tls=config.server_tls(),
+            unit_tls=config.unit_tls(),
         )

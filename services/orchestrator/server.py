@@ -9,6 +9,7 @@ import uuid
 
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2_grpc as orchestrator_grpc
 from services.common import deadlines
+from services.common.admission import Admission
 from services.common.logs import configure_logging
 from services.common.serving import SHUTDOWN_GRACE_SECONDS, AsyncServer, failing_in_one_line
 from services.orchestrator.config import Settings
@@ -46,7 +47,7 @@ class OrchestratorServer:
         self.switchboard = Switchboard()
         servicer = OrchestratorServicer(self.transport, self.switchboard)
         self._grpc = AsyncServer(lambda server: orchestrator_grpc.add_OrchestratorServiceServicer_to_server(
-            servicer, server), [SERVICE_NAME], settings.address)
+            servicer, server), [SERVICE_NAME], settings.address, Admission(tls=settings.tls))
         self.port = self._grpc.port
         self._channels: UnitChannels | None = None
         self.cycle: Cycle | None = None
@@ -54,7 +55,8 @@ class OrchestratorServer:
 
     async def start(self) -> "OrchestratorServer":
         s = self.settings
-        self._channels = UnitChannels.connect(s.user_unit_addr, s.chat_unit_addr, s.llm_unit_addr, s.db_unit_addr)
+        self._channels = UnitChannels.connect(s.user_unit_addr, s.chat_unit_addr, s.llm_unit_addr, s.db_unit_addr,
+                                              internal_token=s.internal_token, tls=s.unit_tls)
         units = Units.over(self._channels, s.model_cache_ttl_ms / 1000)
         self.cycle = Cycle(self.transport, ControlUnit(units), Results(units), self.switchboard,
                            outage_wait_s=s.outage_wait_ms / 1000)

@@ -11,8 +11,13 @@ import threading
 import time
 import uuid
 
+import grpc
 import pytest
 
+from llmchatlinker.client import Client
+from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb
+from llmchatlinker.user.v1 import user_service_pb2 as user_pb
+from llmchatlinker.user.v1 import user_service_pb2_grpc as user_grpc
 from services import healthcheck, launcher
 from testkit.backends import POSTGRES_URL, require_postgres, require_rabbitmq
 from testkit.ports import free_ports
@@ -107,6 +112,7 @@ def launched():
 
 def test_up_brings_all_five_services_to_serving_and_sigterm_stops_them(tmp_path, launched):
     env = suite_environment(tmp_path / "data")
+    del env["LLMCHATLINKER_INTERNAL_TOKEN"]  # as `make run` starts: `up` makes one up
     suite = launched(["up"], env)
     suite.wait_for_line(READY_LINE)
     children = suite.children()
@@ -117,6 +123,12 @@ def test_up_brings_all_five_services_to_serving_and_sigterm_stops_them(tmp_path,
         assert healthcheck.is_serving(address), service
     assert sorted(path.name for path in (tmp_path / "data").iterdir() if path.suffix == ".db") == sorted(
         f"{unit}.db" for unit in launcher.UNITS)
+    # The units take calls from the orchestrator only (a token `up` made up), even on loopback.
+    with grpc.insecure_channel(children["user_unit"][0]) as channel, pytest.raises(grpc.RpcError) as refused:
+        user_grpc.UserServiceStub(channel).ListUsers(user_pb.ListUsersRequest(), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with Client(children["orchestrator"][0], timeout=60) as client:
+        client.submit(orchestrator_pb.UserList())
 
     suite.process.send_signal(signal.SIGTERM)
     assert suite.process.wait(timeout=40) == 0
@@ -225,6 +237,22 @@ def test_a_unit_url_or_schema_of_its_own_wins_over_the_shared_url():
 def test_a_shared_sqlite_url_is_refused():
     with pytest.raises(SystemExit, match="PostgreSQL"):
         launcher.service_environment("user_unit", {"LLMCHATLINKER_DATABASE_URL": "sqlite:///one.db"})
+
+
+def test_up_makes_up_an_internal_token_per_run_unless_one_is_set():
+    first, second = launcher.with_internal_token({}), launcher.with_internal_token({})
+    made_up = first["LLMCHATLINKER_INTERNAL_TOKEN"]
+    assert re.fullmatch(r"[0-9a-f]{64}", made_up) and made_up != second["LLMCHATLINKER_INTERNAL_TOKEN"]
+    mine = {"LLMCHATLINKER_INTERNAL_TOKEN": "mine-" + "x" * 40}
+    assert launcher.with_internal_token(mine) == mine
+    with pytest.raises(SystemExit, match="LLMCHATLINKER_INTERNAL_TOKEN\" must be at least 32 characters"):
+        launcher.with_internal_token({"LLMCHATLINKER_INTERNAL_TOKEN": "short"})
+
+
+def test_up_refuses_tls_settings_naming_them():
+    with pytest.raises(SystemExit, match="^LLMCHATLINKER_TLS_CERT, LLMCHATLINKER_UNIT_TLS_CA: TLS is for services run "
+                                         "one by one"):
+        launcher.Suite({"LLMCHATLINKER_TLS_CERT": "cert.pem", "LLMCHATLINKER_UNIT_TLS_CA": "ca.pem"}, print)
 
 
 def test_the_orchestrator_is_pointed_at_the_units_ports():

@@ -1,6 +1,8 @@
 """What every unit does as a deployable server, checked on each of the four: health, reflection,
-a migrated schema, settings from the environment, refusing calls once stopped, and SIGTERM."""
+a migrated schema, settings from the environment, refusing calls once stopped, SIGTERM, and
+admitting only callers with the internal token."""
 
+import asyncio
 import contextlib
 import importlib
 import inspect
@@ -25,6 +27,7 @@ from llmchatlinker.llm.v1 import llm_service_pb2_grpc as llm_grpc
 from llmchatlinker.user.v1 import user_service_pb2 as user_pb
 from llmchatlinker.user.v1 import user_service_pb2_grpc as user_grpc
 from services.common.db import Database
+from services.common.errors import error_info
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -36,23 +39,26 @@ SERVICES = {
     "db_unit": ("llmchatlinker.db.v1.RecordService", 50055),
 }
 UNITS = list(SERVICES)
+TOKEN = "the-internal-token-0123456789abcdef"
 
 
-def _store_something(unit: str, channel: grpc.Channel) -> None:
+def _store_something(unit: str, channel: grpc.Channel, metadata=None) -> None:
     """One call that writes to the unit's database, as its first caller would."""
     if unit == "user_unit":
-        created = user_grpc.UserServiceStub(channel).CreateUser(user_pb.CreateUserRequest(username="alice"), timeout=10)
+        created = user_grpc.UserServiceStub(channel).CreateUser(user_pb.CreateUserRequest(username="alice"), timeout=10,
+                                                                metadata=metadata)
         assert created.user.username == "alice"
     elif unit == "chat_unit":
         request = chat_pb.CreateChatRequest(title="first", user_ids=["u1"])
-        assert chat_grpc.ChatServiceStub(channel).CreateChat(request, timeout=10).chat.title == "first"
+        assert chat_grpc.ChatServiceStub(channel).CreateChat(request, timeout=10, metadata=metadata).chat.title == "first"
     elif unit == "llm_unit":
         request = llm_pb.CreateProviderRequest(name="acme", api_endpoint="http://127.0.0.1:9/v1/chat/completions",
                                                kind=llm_pb.PROVIDER_KIND_OPENAI)
-        assert llm_grpc.LlmServiceStub(channel).CreateProvider(request, timeout=10).provider.name == "acme"
+        assert llm_grpc.LlmServiceStub(channel).CreateProvider(request, timeout=10,
+                                                               metadata=metadata).provider.name == "acme"
     else:
         stored = db_grpc.RecordServiceStub(channel).PutResult(
-            db_pb.PutResultRequest(instruction_id="ins-1", result=b"r"), timeout=10)
+            db_pb.PutResultRequest(instruction_id="ins-1", result=b"r"), timeout=10, metadata=metadata)
         assert stored.already_stored is False
 
 
@@ -65,10 +71,10 @@ async def _maybe_await(value):
 
 
 @contextlib.asynccontextmanager
-async def running(unit: str, database_target):
+async def running(unit: str, database_target, **options):
     """The unit on port 0 on the test's database (thread-pool or asyncio, as the unit is built)."""
     settings = _module(unit, "config").Settings(
-        address="127.0.0.1:0", database_url=database_target.url, database_schema=database_target.schema)
+        address="127.0.0.1:0", database_url=database_target.url, database_schema=database_target.schema, **options)
     server = _module(unit, "server").build_server(settings)
     await _maybe_await(server.start())
     try:
@@ -106,6 +112,41 @@ async def test_reflection_lists_the_service(unit, database_target):
 
     names = {service.name for service in response.list_services_response.service}
     assert {SERVICES[unit][0], "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+@pytest.mark.parametrize("unit", UNITS)
+async def test_a_unit_with_the_token_set_refuses_calls_without_it_and_still_answers_health(unit, database_target):
+    refused = [(None, "INTERNAL_CREDENTIAL_MISSING"),
+               ((("authorization", "Bearer the-wrong-token-0123456789abcdef"),), "INTERNAL_CREDENTIAL_INVALID"),
+               ((("authorization", TOKEN),), "INTERNAL_CREDENTIAL_INVALID")]  # the token, without its scheme
+    async with running(unit, database_target, internal_token=TOKEN) as server:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            for metadata, reason in refused:
+                with pytest.raises(grpc.RpcError) as caught:  # in a thread: llm_unit serves on this loop
+                    await asyncio.to_thread(_store_something, unit, channel, metadata)
+                assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED, caught.value.details()
+                assert error_info(caught.value).reason == reason
+
+            health = health_pb2_grpc.HealthStub(channel).Check
+            answer = await asyncio.to_thread(health, health_pb2.HealthCheckRequest(service=SERVICES[unit][0]), timeout=10)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+            reflection = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo
+            listed = await asyncio.to_thread(
+                lambda: next(reflection(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)))
+            assert SERVICES[unit][0] in {service.name for service in listed.list_services_response.service}
+
+            await asyncio.to_thread(_store_something, unit, channel, (("authorization", f"Bearer {TOKEN}"),))
+
+
+async def test_a_generation_without_the_token_is_refused_before_it_starts(database_target):
+    async with running("llm_unit", database_target, internal_token=TOKEN) as server, \
+            grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        call = llm_grpc.LlmServiceStub(channel).GenerateReply(llm_pb.GenerateReplyRequest(llm_id="any"), timeout=10)
+        with pytest.raises(grpc.RpcError) as caught:
+            async for _ in call:
+                pass
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert error_info(caught.value).reason == "INTERNAL_CREDENTIAL_MISSING"
 
 
 @pytest.mark.parametrize("unit", UNITS)
@@ -163,6 +204,22 @@ def test_the_unit_runs_as_a_module_and_stops_cleanly_on_sigterm(unit, tmp_path):
         process.kill()
         process.wait()
         process.stderr.close()
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_a_unit_beyond_loopback_without_a_credential_refuses_to_start_in_one_line(unit, tmp_path):
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("LLMCHATLINKER_")}
+    environment.update({"LLMCHATLINKER_HOST": "0.0.0.0", f"LLMCHATLINKER_{unit.upper()}_PORT": "0",
+                        f"LLMCHATLINKER_{unit.upper()}_DATABASE_URL": f"sqlite:///{tmp_path / 'unit.db'}"})
+
+    run = subprocess.run([sys.executable, "-m", f"services.{unit}"], cwd=REPO, env=environment, capture_output=True,
+                         text=True, timeout=60)
+
+    assert run.returncode != 0
+    assert run.stderr.startswith(f"{unit}: listening on 0.0.0.0:0 (LLMCHATLINKER_HOST), beyond loopback, with no "
+                                 "internal credential: "), run.stderr
+    assert run.stderr.count("\n") == 1 and "LLMCHATLINKER_INTERNAL_TOKEN" in run.stderr
+    assert not (tmp_path / "unit.db").exists()  # refused before its database was touched
 
 
 def _port_from_log(process: subprocess.Popen) -> int:

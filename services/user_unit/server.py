@@ -6,6 +6,7 @@ from typing import TypeVar
 
 from llmchatlinker.user.v1 import user_service_pb2 as pb
 from llmchatlinker.user.v1 import user_service_pb2_grpc as pb_grpc
+from services.common.admission import Admission
 from services.common.db import Database, run_once
 from services.common.errors import maps_errors
 from services.common.protoconv import timestamp_fields
@@ -128,7 +129,7 @@ def build_server(settings: Settings) -> ThreadedServer:
 
     database = Database(settings.database_url, settings.database_schema)
     return ThreadedServer.on_database(database, servicer, pb_grpc.add_UserServiceServicer_to_server, SERVICE_NAME,
-                                      settings.address,
+                                      settings.address, Admission(settings.tls, settings.internal_token, DOMAIN),
                                       pruner=Pruner(database, store.RETENTION_RULES, settings.retention))
 
 

@@ -133,3 +133,81 @@ def test_an_unknown_log_level_is_named(monkeypatch):
 
     with pytest.raises(SettingError, match='"LLMCHATLINKER_LOG_LEVEL" must be one of DEBUG, INFO, WARNING'):
         logs.configure_logging()
+
+
+TOKEN = "an-internal-token-of-32-chars-ok"
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_the_internal_token_is_unset_by_default_and_a_weak_one_is_refused_without_repeating_it():
+    assert config.internal_token(environ={}) is None
+    assert config.internal_token(environ={"LLMCHATLINKER_INTERNAL_TOKEN": TOKEN}) == TOKEN
+    with pytest.raises(SettingError, match='^environment variable "LLMCHATLINKER_INTERNAL_TOKEN" must be at least 32 '
+                                           r"characters, not 6 \(e\.g\. `openssl rand -hex 32`\)$") as raised:
+        config.internal_token(environ={"LLMCHATLINKER_INTERNAL_TOKEN": "s3cret"})
+    assert "s3cret" not in str(raised.value)
+    with pytest.raises(SettingError, match="must be printable ASCII without spaces"):
+        config.internal_token(environ={"LLMCHATLINKER_INTERNAL_TOKEN": "é" * 32})
+
+
+@pytest.mark.parametrize(("address", "loopback"), [
+    ("127.0.0.1:50052", True), ("127.3.2.1:0", True), ("localhost:50052", True), ("[::1]:50052", True),
+    ("0.0.0.0:50052", False), ("[::]:50052", False), (":50052", False), ("10.0.0.7:50052", False),
+    ("user-unit:50052", False),
+])
+def test_loopback_is_this_machine_only(address, loopback):
+    assert config.is_loopback(address) is loopback
+
+
+def test_a_unit_beyond_loopback_needs_the_token_or_client_certificates():
+    with pytest.raises(SettingError, match=r"^listening on 0\.0\.0\.0:50052 \(LLMCHATLINKER_HOST\), beyond loopback, "
+                                           r"with no internal credential: .* set LLMCHATLINKER_INTERNAL_TOKEN"):
+        config.UnitSettings("0.0.0.0:50052", "sqlite:///unit.db")
+    with pytest.raises(SettingError, match="beyond loopback"):  # TLS alone says nothing about the caller
+        config.UnitSettings("0.0.0.0:50052", "sqlite:///unit.db", tls=config.ServerTls(b"cert", b"key"))
+
+    config.UnitSettings("127.0.0.1:50052", "sqlite:///unit.db")
+    config.UnitSettings("0.0.0.0:50052", "sqlite:///unit.db", internal_token=TOKEN)
+    config.UnitSettings("0.0.0.0:50052", "sqlite:///unit.db", tls=config.ServerTls(b"cert", b"key", b"ca"))
+
+
+def test_unit_settings_read_the_token_and_tls_and_never_show_them(monkeypatch, tmp_path):
+    for name in ("cert", "key", "ca"):
+        (tmp_path / f"{name}.pem").write_text(PEM.replace("CERTIFICATE", name.upper()))
+    monkeypatch.setenv("LLMCHATLINKER_CHAT_UNIT_DATABASE_URL", "sqlite:///chat.db")
+    monkeypatch.setenv("LLMCHATLINKER_INTERNAL_TOKEN", TOKEN)
+    monkeypatch.setenv("LLMCHATLINKER_TLS_CERT", str(tmp_path / "cert.pem"))
+    monkeypatch.setenv("LLMCHATLINKER_TLS_KEY", str(tmp_path / "key.pem"))
+    monkeypatch.setenv("LLMCHATLINKER_TLS_CLIENT_CA", str(tmp_path / "ca.pem"))
+
+    settings = config.UnitSettings.read_env("CHAT_UNIT", 50053)
+
+    assert settings.internal_token == TOKEN
+    assert settings.tls == config.ServerTls(PEM.replace("CERTIFICATE", "CERT").encode(),
+                                            PEM.replace("CERTIFICATE", "KEY").encode(),
+                                            PEM.replace("CERTIFICATE", "CA").encode())
+    assert settings.tls.mutual
+    assert TOKEN not in repr(settings) and "BEGIN" not in repr(settings)
+
+
+def test_tls_files_must_be_readable_pem_and_a_certificate_comes_with_its_key(tmp_path):
+    (tmp_path / "ok.pem").write_text(PEM)
+    (tmp_path / "plain.txt").write_text("not a certificate")
+    ok, plain, missing = (str(tmp_path / name) for name in ("ok.pem", "plain.txt", "missing.pem"))
+
+    assert config.server_tls(environ={}) is None and config.unit_tls(environ={}) is None
+    assert not config.server_tls(environ={"LLMCHATLINKER_TLS_CERT": ok, "LLMCHATLINKER_TLS_KEY": ok}).mutual
+    assert config.unit_tls(environ={"LLMCHATLINKER_UNIT_TLS_CA": ok}) == config.ClientTls(PEM.encode())
+    with pytest.raises(SettingError, match='^environment variable "LLMCHATLINKER_TLS_KEY" not set: a certificate and '
+                                           "its key go together"):
+        config.server_tls(environ={"LLMCHATLINKER_TLS_CERT": ok})
+    with pytest.raises(SettingError, match='"LLMCHATLINKER_UNIT_TLS_CERT" not set'):
+        config.unit_tls(environ={"LLMCHATLINKER_UNIT_TLS_CA": ok, "LLMCHATLINKER_UNIT_TLS_KEY": ok})
+    with pytest.raises(SettingError, match='"LLMCHATLINKER_TLS_CLIENT_CA" is set but .*"LLMCHATLINKER_TLS_CERT" is not'):
+        config.server_tls(environ={"LLMCHATLINKER_TLS_CLIENT_CA": ok})
+    with pytest.raises(SettingError, match='"LLMCHATLINKER_UNIT_TLS_CERT" is set but .*"LLMCHATLINKER_UNIT_TLS_CA" is not'):
+        config.unit_tls(environ={"LLMCHATLINKER_UNIT_TLS_CERT": ok, "LLMCHATLINKER_UNIT_TLS_KEY": ok})
+    with pytest.raises(SettingError, match=f'"LLMCHATLINKER_TLS_CERT": cannot read {missing}: No such file'):
+        config.server_tls(environ={"LLMCHATLINKER_TLS_CERT": missing, "LLMCHATLINKER_TLS_KEY": ok})
+    with pytest.raises(SettingError, match=f'"LLMCHATLINKER_UNIT_TLS_CA": {plain} is not a PEM file$'):
+        config.unit_tls(environ={"LLMCHATLINKER_UNIT_TLS_CA": plain})

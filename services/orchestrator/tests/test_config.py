@@ -12,7 +12,10 @@ ADDRESSES = {f"LLMCHATLINKER_{unit}_ADDR": f"127.0.0.1:{port}"
 def environment(monkeypatch):
     for name in ADDRESSES | {"LLMCHATLINKER_AMQP_URL": "", "LLMCHATLINKER_QUEUE": "", "LLMCHATLINKER_MAX_IN_FLIGHT": "",
                              "LLMCHATLINKER_ORCHESTRATOR_PORT": "", "LLMCHATLINKER_MODEL_CACHE_TTL_MS": "",
-                             "LLMCHATLINKER_OUTAGE_WAIT_MS": ""}:
+                             "LLMCHATLINKER_OUTAGE_WAIT_MS": "", "LLMCHATLINKER_INTERNAL_TOKEN": "",
+                             "LLMCHATLINKER_TLS_CERT": "", "LLMCHATLINKER_TLS_KEY": "", "LLMCHATLINKER_TLS_CLIENT_CA": "",
+                             "LLMCHATLINKER_UNIT_TLS_CA": "", "LLMCHATLINKER_UNIT_TLS_CERT": "",
+                             "LLMCHATLINKER_UNIT_TLS_KEY": ""}:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -25,6 +28,23 @@ def test_defaults_run_on_the_in_process_queue(environment):
     assert (settings.amqp_url, settings.queue, settings.max_in_flight) == (None, "instruction_queue", 256)
     assert settings.model_cache_ttl_ms == 2000
     assert settings.outage_wait_ms == 120_000
+    assert (settings.internal_token, settings.tls, settings.unit_tls) == (None, None, None)
+
+
+def test_the_internal_token_and_tls_come_from_the_environment(environment, tmp_path):
+    for name, value in ADDRESSES.items():
+        environment.setenv(name, value)
+    pem = tmp_path / "any.pem"
+    pem.write_bytes(b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    environment.setenv("LLMCHATLINKER_INTERNAL_TOKEN", "t" * 40)
+    for name in ("TLS_CERT", "TLS_KEY", "UNIT_TLS_CA", "UNIT_TLS_CERT", "UNIT_TLS_KEY"):
+        environment.setenv(f"LLMCHATLINKER_{name}", str(pem))
+
+    settings = Settings.from_env()
+
+    assert settings.internal_token == "t" * 40 and "t" * 40 not in repr(settings)
+    assert settings.tls.private_key == pem.read_bytes() and not settings.tls.mutual
+    assert settings.unit_tls.ca == settings.unit_tls.certificate_chain == pem.read_bytes()
 
 
 def test_a_missing_unit_address_fails_naming_the_variable(environment):

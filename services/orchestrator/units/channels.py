@@ -1,6 +1,8 @@
-"""One gRPC channel per unit, opened at start-up, with retries on UNAVAILABLE and keepalive."""
+"""One gRPC channel per unit, opened at start-up, with retries on UNAVAILABLE and keepalive, over
+TLS when configured; every call carries the internal token when one is set."""
 
 import asyncio
+import functools
 import json
 
 import grpc
@@ -10,6 +12,8 @@ from llmchatlinker.db.v1 import db_service_pb2_grpc as db_grpc
 from llmchatlinker.llm.v1 import llm_service_pb2_grpc as llm_grpc
 from llmchatlinker.user.v1 import user_service_pb2_grpc as user_grpc
 from services.common import deadlines
+from services.common.admission import call_metadata, channel_credentials
+from services.common.config import ClientTls
 from services.common.limits import MESSAGE_SIZE_OPTIONS
 
 # Seconds every unary call to a unit may take (retries included), and a GenerateReply call from
@@ -57,22 +61,44 @@ CHANNEL_OPTIONS = [
 ]
 
 
+class WithToken:
+    """A stub whose every method sends the internal token. Each method is bound once, on first
+    use, and kept as an attribute: a call costs nothing more than the metadata grpc sends."""
+
+    def __init__(self, stub, token: str):
+        self._stub = stub
+        self._metadata = call_metadata(token)
+
+    def __getattr__(self, method_name: str):
+        method = functools.partial(getattr(self._stub, method_name), metadata=self._metadata)
+        setattr(self, method_name, method)
+        return method
+
+
 class UnitChannels:
     """The orchestrator's clients of the four units; `connect()` inside the event loop that uses them."""
 
     def __init__(self, user: grpc.aio.Channel, chat: grpc.aio.Channel, llm: grpc.aio.Channel,
-                 db: grpc.aio.Channel):
+                 db: grpc.aio.Channel, internal_token: str | None = None):
         self._channels = (user, chat, llm, db)
-        self.users = user_grpc.UserServiceStub(user)
-        self.chats = chat_grpc.ChatServiceStub(chat)
-        self.llms = llm_grpc.LlmServiceStub(llm)
-        self.records = db_grpc.RecordServiceStub(db)
+        stubs = (user_grpc.UserServiceStub(user), chat_grpc.ChatServiceStub(chat), llm_grpc.LlmServiceStub(llm),
+                 db_grpc.RecordServiceStub(db))
+        if internal_token:
+            stubs = tuple(WithToken(stub, internal_token) for stub in stubs)
+        self.users, self.chats, self.llms, self.records = stubs
 
     @classmethod
-    def connect(cls, user_addr: str, chat_addr: str, llm_addr: str, db_addr: str) -> "UnitChannels":
-        """Opens the channels (connections are made lazily, on the first call)."""
-        return cls(*(grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-                     for address in (user_addr, chat_addr, llm_addr, db_addr)))
+    def connect(cls, user_addr: str, chat_addr: str, llm_addr: str, db_addr: str, *,
+                internal_token: str | None = None, tls: ClientTls | None = None) -> "UnitChannels":
+        """Opens the channels (connections are made lazily, on the first call), over TLS when `tls`
+        is set; every call carries `internal_token` when set."""
+        addresses = (user_addr, chat_addr, llm_addr, db_addr)
+        if tls is None:
+            channels = [grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) for address in addresses]
+        else:
+            credentials = channel_credentials(tls)
+            channels = [grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS) for address in addresses]
+        return cls(*channels, internal_token=internal_token)
 
     async def wait_ready(self, timeout: float) -> None:
         """Waits until every unit is connected; raises asyncio.TimeoutError after `timeout` seconds."""
