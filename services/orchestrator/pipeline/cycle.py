@@ -8,6 +8,7 @@ A message is acknowledged only after its result is stored and its reply publishe
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
@@ -59,7 +60,13 @@ class Cycle:
                 self._policy.guarded(message, lambda failure=error: self._policy.reject(message, failure))))
             return
         key = chat_id_of(instruction)
-        self._track(self._chains.run(key, lambda: self._policy.guarded(message, lambda: self._cycle(message, instruction))))
+        tries = itertools.count()  # a try again in place (an outage waited out) is no redelivery
+
+        def work():
+            return self._cycle(message, instruction, first_try=next(tries) == 0)
+
+        # An instruction of a chat waits out an outage in its place: the chat's next ones wait for it.
+        self._track(self._chains.run(key, lambda: self._policy.guarded(message, work, in_place=bool(key))))
 
     def _track(self, task: asyncio.Task) -> None:
         self._tasks.add(task)
@@ -89,9 +96,9 @@ class Cycle:
 
     # ---- one instruction ----
 
-    async def _cycle(self, message: Message, instruction: Instruction) -> None:
+    async def _cycle(self, message: Message, instruction: Instruction, first_try: bool = True) -> None:
         instruction.instruction_id = instruction_id_for(instruction, message)
-        if message.redelivered and await self._settle_redelivery(message, instruction):
+        if first_try and message.redelivered and await self._settle_redelivery(message, instruction):
             return
         result = await self._result_of(message, instruction)
         if result is not None:

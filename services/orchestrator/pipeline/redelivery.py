@@ -3,8 +3,9 @@
 A failure outside the message (a unit or the broker unreachable, a deadline passed) is an outage:
 the message goes back on the queue after a back-off that grows with the outage. So does an
 instruction whose result is an outage (errors.is_outage) before it streamed anything, for up to
-the outage wait; a try failing after that is its final answer. A message this replica put back
-is not counted as a delivery when it comes round again. Any other failure
+the outage wait; a try failing after that is its final answer. An instruction of a chat waits in
+its place instead, unacknowledged, so that the chat's later instructions still run after it. A
+message this replica put back is not counted as a delivery when it comes round again. Any other failure
 counts as a delivery (a header, since classic queues do not count them); at MAX_DELIVERIES the
 message goes to the dead-letter queue and its caller gets a final ABORTED. A body that is no
 instruction is dead-lettered at once and answered INVALID_ARGUMENT.
@@ -72,19 +73,30 @@ class DeliveryPolicy:
         # Tasks waiting out an outage before giving their message back: cancelled first on drain.
         self._resting: set[asyncio.Task] = set()
 
-    async def guarded(self, message: Message, work: Callable[[], Awaitable[None]]) -> None:
-        """Runs one message's cycle and settles the message when the cycle fails."""
-        try:
-            await work()
-            self._outage_since = None
-        except asyncio.CancelledError:
-            raise  # shutting down: not acknowledged, so redelivered
-        except Exception as error:  # noqa: BLE001 - the cycle's own boundary
-            if not is_outage(error):
-                log.exception("message %s: the cycle failed", name_of(message))
-                await self.count_failure(message, f"the cycle failed: {describe(error)}", "CYCLE_FAILED")
+    async def guarded(self, message: Message, work: Callable[[], Awaitable[None]], *, in_place: bool = False) -> None:
+        """Runs one message's cycle and settles the message when the cycle fails.
+
+        `in_place`: an instruction that waits out an outage waits where it is, unacknowledged,
+        and runs again there, so the work queued after it on its key (its chat) still comes
+        after it; otherwise it goes back on the queue."""
+        while True:
+            try:
+                await work()
+                self._outage_since = None
                 return
-            await self._wait_out(message, error)
+            except asyncio.CancelledError:
+                raise  # shutting down: not acknowledged, so redelivered
+            except Exception as error:  # noqa: BLE001 - the cycle's own boundary
+                if not is_outage(error):
+                    log.exception("message %s: the cycle failed", name_of(message))
+                    await self.count_failure(message, f"the cycle failed: {describe(error)}", "CYCLE_FAILED")
+                    return
+                if not (in_place and isinstance(error, InstructionOutage)):
+                    await self._wait_out(message, error)
+                    return
+                await self._rest(message, error)
+                log.debug("running again where it waited: message %s, instruction %s", name_of(message),
+                          error.instruction_id)
 
     def waits_out(self, instruction_id: str, result: Result) -> bool:
         """Whether this final result is an outage to wait out (the instruction then goes back on the
@@ -103,6 +115,16 @@ class DeliveryPolicy:
         return False
 
     async def _wait_out(self, message: Message, error: Exception) -> None:
+        """Rests, then gives the message back to the queue to run again."""
+        await self._rest(message, error)
+        self._put_back[_identity(message)] = None
+        _trim(self._put_back)
+        self._transport.requeue(message)
+        log_settled("requeued to wait out an outage", message)
+
+    async def _rest(self, message: Message, error: Exception) -> None:
+        """Waits as long again as the outage has lasted so far (within bounds, with jitter); an
+        instruction's caller hears when it runs again and when it gives up."""
         now = asyncio.get_running_loop().time()
         self._outage_since = self._outage_since or now
         # An instruction's own outage is timed from its first failure (other instructions may be
@@ -116,17 +138,13 @@ class DeliveryPolicy:
             give_up_in = since + self._outage_wait_s - now
             delay = max(0.0, min(delay, give_up_in))  # the last try comes when the wait is over, not later
             self._notify(message, error, time.time() + delay, time.time() + give_up_in)
-        log.warning("message %s: %s; back on the queue in %.1f s", name_of(message), describe(error), delay)
+        log.warning("message %s: %s; runs again in %.1f s", name_of(message), describe(error), delay)
         resting = asyncio.current_task()
         self._resting.add(resting)
         try:
             await asyncio.sleep(delay)
         finally:
             self._resting.discard(resting)
-        self._put_back[_identity(message)] = None
-        _trim(self._put_back)
-        self._transport.requeue(message)
-        log_settled("requeued to wait out an outage", message)
 
     def put_back_here(self, message: Message) -> bool:
         """Whether this redelivered message is one this replica gave back (it killed nobody)."""

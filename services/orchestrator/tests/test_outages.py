@@ -1,12 +1,16 @@
 """Outages are waited out, not answered: an instruction whose unit (or provider) cannot be reached
-goes back on the queue and runs again once it can, for up to the outage wait, and takes effect once."""
+goes back on the queue (or, in a chat, waits in its place) and runs again once it can, for up to the
+outage wait, and takes effect once; the chat's later instructions still come after it."""
 
 import asyncio
 import json
+import uuid
 
 import grpc
 
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
+from testkit.llm_server import LlmServer
+from testkit.ports import free_ports
 
 
 async def test_a_unit_down_for_a_while_delays_the_instruction_instead_of_failing_it(
@@ -89,3 +93,43 @@ async def test_a_unit_stalled_after_it_committed_takes_effect_once(
     reply = json.loads((await blocking_call(client.wait, [correlation_id]))[correlation_id][0])
     assert reply["status"] == "success", reply
     assert [user.username for user in await suite.users()] == ["once"]
+
+
+async def test_a_chat_s_next_instruction_waits_for_the_one_waiting_out_an_outage(suite, orchestrators, submit_stub):
+    """The first generation's provider cannot be reached for a while; the second, on a provider
+    that answers, comes after it in the chat all the same."""
+    (down_port,) = free_ports(1)
+    server = await orchestrators(suite, None)
+    async with submit_stub(server) as stub:
+        async def final(**instruction) -> pb.Result:
+            call = stub.Submit(pb.SubmitRequest(instruction=pb.Instruction(**instruction)), timeout=60)
+            return [response.result async for response in call][-1]
+
+        async def model_on(endpoint: str) -> str:
+            provider = await final(llm_provider_add=pb.LlmProviderAdd(name=f"p-{uuid.uuid4().hex[:8]}",
+                                                                      api_endpoint=endpoint))
+            return (await final(llm_add=pb.LlmAdd(provider_id=provider.provider.provider_id, llm_name="echo"))).llm.llm_id
+
+        late = await model_on(f"http://127.0.0.1:{down_port}/v1/chat/completions")
+        ready = await model_on(suite.provider.openai_url)
+        user = (await final(user_create=pb.UserCreate(username="orderly"))).user.user_id
+        chat = (await final(chat_create=pb.ChatCreate(title="order", user_ids=[user]))).chat.chat.chat_id
+
+        def generate(llm_id: str, text: str):
+            return asyncio.ensure_future(final(llm_response_generate=pb.LlmResponseGenerate(
+                user_id=user, chat_id=chat, llm_id=llm_id, user_input=text)))
+
+        first = generate(late, "first")
+        await asyncio.sleep(0.3)
+        second = generate(ready, "second")
+        await asyncio.sleep(2)  # the first waits its outage out; the second waits for the first
+        assert not first.done() and not second.done()
+        provider = LlmServer(port=down_port)
+        await provider.start()
+        try:
+            results = [await first, await second]
+        finally:
+            await provider.stop()
+        assert [result.status.code for result in results] == [0, 0]
+        loaded = await final(chat_load=pb.ChatLoad(chat_id=chat))
+    assert [message.content for message in loaded.chat.messages] == ["first", "echo: first", "second", "echo: second"]
