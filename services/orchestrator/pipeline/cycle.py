@@ -11,8 +11,11 @@ import asyncio
 import itertools
 import logging
 
+import grpc
+
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from llmchatlinker.wire import instruction_type_of
+from services.orchestrator.errors import failed_result, status_of
 from services.orchestrator.instructions.catalog import chat_id_of
 from services.orchestrator.instructions.control import ControlUnit
 from services.orchestrator.pipeline.chains import Chains
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 Result = orchestrator_pb2.Result
 Instruction = orchestrator_pb2.Instruction
+LEDGER_OUTAGES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 class Cycle:
@@ -98,9 +102,19 @@ class Cycle:
 
     async def _cycle(self, message: Message, instruction: Instruction, first_try: bool = True) -> None:
         instruction.instruction_id = instruction_id_for(instruction, message)
-        if first_try and message.redelivered and await self._settle_redelivery(message, instruction):
-            return
-        result = await self._result_of(message, instruction)
+        try:
+            if first_try and message.redelivered and await self._settle_redelivery(message, instruction):
+                return
+            result = await self._result_of(message, instruction)
+        except grpc.aio.AioRpcError as error:
+            if error.code() not in LEDGER_OUTAGES:
+                raise
+            # The ledger (db_unit) out of reach is an outage like any unit's: waited out for as
+            # long, then the answer (a "try again" one, which nothing stores).
+            result = failed_result(instruction.instruction_id, instruction_type_of(instruction), status_of(error),
+                                   sequence=1)
+            if self._policy.waits_out(instruction.instruction_id, result):
+                raise InstructionOutage(instruction.instruction_id, result) from None
         if result is not None:
             await self._answer(message, result)
         self._transport.ack(message)

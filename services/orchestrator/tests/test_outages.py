@@ -42,6 +42,20 @@ async def test_an_outage_longer_than_the_wait_is_answered_unavailable(
     assert await blocking_call(client.take_all, server.transport.dead_letter_queue) == []  # an outage, not poison
 
 
+async def test_the_ledger_out_of_reach_is_waited_out_for_as_long_then_answered_unavailable(
+        suite, orchestrators, amqp_url, legacy, blocking_call, queue_name):
+    await orchestrators(suite, amqp_url, outage_wait_ms=2_000)
+    client = await blocking_call(legacy)
+    await suite.stop_unit("db_unit")
+    correlation_id = await blocking_call(client.send, "USER_CREATE", {"username": "unledgered"})
+
+    reply = json.loads((await blocking_call(client.wait, [correlation_id], lambda body: True, 60))[correlation_id][0])
+    assert reply["status"] == "error" and "unavailable" in reply["message"], reply
+    assert "waited" in reply["message"], reply
+    assert await blocking_call(client.message_count, queue_name) == 0
+    await suite.restart_unit("db_unit")
+
+
 async def test_a_submit_caller_sees_what_its_instruction_waits_for_then_its_result(suite, orchestrators, submit_stub):
     server = await orchestrators(suite, None)
     await suite.stop_unit("user_unit")
