@@ -42,6 +42,13 @@ def llm_name_taken(name: str) -> AlreadyExists:
     return AlreadyExists(f"the provider already has a model named {name!r}", reason="LLM_NAME_TAKEN")
 
 
+def key_needed_for_new_endpoint() -> FailedPrecondition:
+    return FailedPrecondition(
+        "supply the key again when changing the endpoint: a stored API key is only sent to the endpoint it "
+        "was given for (an empty api_key means none)", reason="API_KEY_NEEDED_FOR_NEW_ENDPOINT",
+    )
+
+
 def provider_mismatch(llm_id: str, provider_id: str) -> InvalidArgument:
     return InvalidArgument(
         f"llm {_shown(llm_id)!r} is not served by provider {_shown(provider_id)!r}", reason="PROVIDER_MISMATCH"

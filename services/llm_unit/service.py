@@ -133,6 +133,15 @@ def provider_changes(
     )
 
 
+def check_key_follows_endpoint(endpoint_now: str, has_key: bool, changes: ProviderChanges) -> None:
+    """A stored key is only ever sent to the endpoint it was given with: moving the endpoint of a
+    provider that has a key needs the key (or an empty one, for none) in the same request, or any
+    caller could point the provider at a host of theirs and collect the key with the next reply."""
+    moves = changes.api_endpoint is not None and changes.api_endpoint != endpoint_now
+    if moves and has_key and not changes.replace_api_key:
+        raise errors.key_needed_for_new_endpoint()
+
+
 def new_llm(name: str, context_max_messages: int | None, context_max_chars: int | None) -> NewLlm:
     return NewLlm(
         name=llm_name(name),

@@ -108,6 +108,7 @@ def create_provider(session: orm.Session, fields: service.NewProvider) -> servic
 
 def update_provider(session: orm.Session, provider_id: str, changes: service.ProviderChanges) -> service.Provider:
     row = _live_provider(session, provider_id)
+    service.check_key_follows_endpoint(row.api_endpoint, row.api_key is not None, changes)
     if changes.name is not None and changes.name != row.name:
         _check_provider_name_free(session, changes.name)
         row.name = changes.name
