@@ -15,6 +15,7 @@ from llmchatlinker.llm.v1 import llm_service_pb2_grpc as pb_grpc
 from services.common.errors import error_info
 from services.llm_unit.config import Settings
 from services.llm_unit.server import LlmUnitServer
+from testkit.backends import TEST_KEY_ENCRYPTION_KEY
 from testkit.llm_server import LlmServer
 
 DOMAIN = "llm.llmchatlinker.dev"
@@ -35,6 +36,9 @@ class Unit:
 
 
 def settings_for(url: str, schema: str | None = None, **overrides) -> Settings:
+    """On loopback; on PostgreSQL with TEST_KEY_ENCRYPTION_KEY (unless `overrides` say otherwise)."""
+    if not url.startswith("sqlite"):
+        overrides.setdefault("key_encryption_keys", (TEST_KEY_ENCRYPTION_KEY,))
     return Settings(address="127.0.0.1:0", database_url=url, database_schema=schema or "llm_unit", **overrides)
 
 

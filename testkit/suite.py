@@ -6,17 +6,21 @@ import os
 import pathlib
 
 from services import launcher
+from testkit.backends import TEST_KEY_ENCRYPTION_KEY
 from testkit.ports import free_ports
 
 
 def suite_environment(data_dir: pathlib.Path | None = None, **extra: str) -> dict[str, str]:
     """This process's environment without LLMCHATLINKER_ variables (the suite's defaults rule),
-    each service on a free port of its own, SQLite files under `data_dir`, and `extra` on top."""
+    each service on a free port of its own, SQLite files under `data_dir`, and `extra` on top. On
+    PostgreSQL it also gives the llm_unit the key-encryption key a deployment would."""
     environ = {name: value for name, value in os.environ.items() if not name.startswith("LLMCHATLINKER_")}
     for service, port in zip(launcher.SERVICES, free_ports(len(launcher.SERVICES))):
         environ[launcher.variable(service, "PORT")] = str(port)
     if data_dir is not None:
         environ["LLMCHATLINKER_DATA_DIR"] = str(data_dir)
+    if "LLMCHATLINKER_DATABASE_URL" in extra:
+        environ["LLMCHATLINKER_LLM_UNIT_KEY_ENCRYPTION_KEY"] = TEST_KEY_ENCRYPTION_KEY
     return {**environ, **extra}
 
 

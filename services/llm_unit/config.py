@@ -1,9 +1,10 @@
 """The LLM unit's settings, read once from LLMCHATLINKER_LLM_UNIT_* environment variables."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.common import config, deadlines
 from services.common.config import UnitSettings
+from services.llm_unit import keyring
 
 DEFAULT_PORT = 50054
 # Overall deadline of one generation when the request gives none (GenerateReplyRequest.timeout_ms);
@@ -18,12 +19,14 @@ DEFAULT_MODEL_CACHE_TTL_MS = 2_000
 
 @dataclass(frozen=True)
 class Settings(UnitSettings):
-    """Where the unit listens, where it keeps its tables, how long a generation may take, and
-    how long a model read for a generation is reused."""
+    """Where the unit listens, where it keeps its tables, how long a generation may take, how
+    long a model read for a generation is reused, and the keys that seal provider API keys."""
 
     database_schema: str | None = "llm_unit"
     generation_timeout_ms: int = DEFAULT_GENERATION_TIMEOUT_MS
     model_cache_ttl_ms: int = DEFAULT_MODEL_CACHE_TTL_MS
+    # Fernet keys; the first seals, all open (keyring.py). None given: see keyring.for_unit.
+    key_encryption_keys: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -32,4 +35,5 @@ class Settings(UnitSettings):
             generation_timeout_ms=config.milliseconds("LLM_UNIT_GENERATION_TIMEOUT_MS", DEFAULT_GENERATION_TIMEOUT_MS,
                                                       minimum=1),
             model_cache_ttl_ms=config.milliseconds("LLM_UNIT_MODEL_CACHE_TTL_MS", DEFAULT_MODEL_CACHE_TTL_MS),
+            key_encryption_keys=keyring.parse_keys(config.optional("LLM_UNIT_KEY_ENCRYPTION_KEY", "")),
         )

@@ -49,6 +49,14 @@ def key_needed_for_new_endpoint() -> FailedPrecondition:
     )
 
 
+def provider_key_unreadable(provider: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"the stored API key of provider {provider!r} cannot be decrypted with the unit's key-encryption keys "
+        "(LLMCHATLINKER_LLM_UNIT_KEY_ENCRYPTION_KEY); supply the key again with an update",
+        reason="PROVIDER_KEY_UNREADABLE",
+    )
+
+
 def provider_mismatch(llm_id: str, provider_id: str) -> InvalidArgument:
     return InvalidArgument(
         f"llm {_shown(llm_id)!r} is not served by provider {_shown(provider_id)!r}", reason="PROVIDER_MISMATCH"

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 import aiohttp
 
 from services.common.errors import DomainError
-from services.llm_unit import errors, protocols, service
+from services.llm_unit import errors, keyring, protocols, service
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,11 @@ class Final:
 
 
 class ProviderClient:
-    """Owns the one aiohttp session; open it with start() inside the event loop."""
+    """Owns the one aiohttp session; open it with start() inside the event loop. Opens a provider's
+    sealed API key only to send it."""
 
-    def __init__(self) -> None:
+    def __init__(self, keys: keyring.Keyring) -> None:
+        self._keys = keys
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -67,7 +69,7 @@ class ProviderClient:
         """
         if self._session is None:
             raise RuntimeError("ProviderClient.start() was not called")
-        reply = Reply(provider, deadline, budget)
+        reply = Reply(provider, self._api_key(provider), deadline, budget)
         try:
             await reply.open(self._session, model, messages)
             yield reply
@@ -75,12 +77,22 @@ class ProviderClient:
         finally:
             reply.close()
 
+    def _api_key(self, provider: service.Provider) -> str | None:
+        if provider.sealed_api_key is None:
+            return None
+        try:
+            return self._keys.open(provider.sealed_api_key)
+        except keyring.Unreadable:
+            log.warning("provider %r: its stored API key does not open with %s", provider.name, keyring.VARIABLE)
+            raise errors.provider_key_unreadable(provider.name) from None
+
 
 class Reply:
     """One streamed answer: iterate for batches of content deltas (one per network read), then .final()."""
 
-    def __init__(self, provider: service.Provider, deadline: float, budget: float) -> None:
+    def __init__(self, provider: service.Provider, api_key: str | None, deadline: float, budget: float) -> None:
         self._provider = provider
+        self._api_key = api_key
         self._deadline = deadline
         self._budget = budget
         self._response: aiohttp.ClientResponse | None = None
@@ -93,15 +105,15 @@ class Reply:
     async def open(self, session: aiohttp.ClientSession, model: str, messages: Sequence[service.Message]) -> None:
         provider = self._provider
         headers = {"Content-Type": "application/json"}
-        if provider.api_key:
-            headers["Authorization"] = f"Bearer {provider.api_key}"
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
         body = protocols.request_body(provider.kind, model, messages)
         self._response = await self._within_deadline(
             session.post(provider.api_endpoint, data=body, headers=headers, allow_redirects=False), opening=True
         )
         status = self._response.status
         if not 200 <= status < 300:
-            excerpt = service.excerpt(protocols.error_text(await self._error_body()), provider.api_key)
+            excerpt = service.excerpt(protocols.error_text(await self._error_body()), self._api_key)
             raise self._failed(_status_error(provider.name, status, excerpt), status)
         content_type = self._response.content_type
         if provider.kind is service.Kind.OPENAI:
@@ -124,7 +136,7 @@ class Reply:
         except protocols.ProtocolError as error:
             raise self._failed(errors.provider_bad_response(self._provider.name, str(error))) from None
         except protocols.ReportedError as error:
-            excerpt = service.excerpt(str(error), self._provider.api_key)
+            excerpt = service.excerpt(str(error), self._api_key)
             raise self._failed(errors.provider_error(self._provider.name, excerpt)) from None
         self._finished = self._events.done
         self._parts.extend(deltas)

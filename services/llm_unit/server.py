@@ -17,7 +17,7 @@ from services.common.errors import maps_errors
 from services.common.logs import configure_logging
 from services.common.protoconv import timestamp
 from services.common.serving import AsyncServer, failing_in_one_line
-from services.llm_unit import errors, service, store
+from services.llm_unit import errors, keyring, service, store
 from services.common.readcache import ReadCache
 from services.llm_unit.config import Settings
 from services.llm_unit.errors import DOMAIN
@@ -35,8 +35,10 @@ _KIND_NUMBERS = {kind: number for number, kind in _KINDS.items()}
 
 class LlmServicer(pb_grpc.LlmServiceServicer):
     def __init__(self, database: Database, executor: ThreadPoolExecutor, providers: ProviderClient,
-                 generation_timeout_ms: int, models: ReadCache[tuple[service.Llm, service.Provider]]) -> None:
+                 generation_timeout_ms: int, models: ReadCache[tuple[service.Llm, service.Provider]],
+                 keys: keyring.Keyring) -> None:
         self._database = database
+        self._keys = keys
         self._executor = executor
         self._providers = providers
         self._generation_timeout_ms = generation_timeout_ms
@@ -46,7 +48,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
     @maps_errors(DOMAIN)
     async def CreateProvider(self, request, context):
         fields = service.new_provider(request.name, request.api_endpoint, _kind(request.kind),
-                                      request.api_key if request.HasField("api_key") else None)
+                                      _optional(request, "api_key"), self._keys.seal)
         return await self._mutate(
             request.request_id, pb.CreateProviderResponse,
             lambda session: pb.CreateProviderResponse(provider=_provider(store.create_provider(session, fields))),
@@ -58,7 +60,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         provider_id = service.required_id(request.provider_id, "provider_id")
         changes = service.provider_changes(
             _optional(request, "name"), _optional(request, "api_endpoint"), _kind(request.kind),
-            _optional(request, "api_key"),
+            _optional(request, "api_key"), self._keys.seal,
         )
         return await self._mutate(
             request.request_id, pb.UpdateProviderResponse,
@@ -219,12 +221,19 @@ class LlmUnitServer(AsyncServer):
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self.database = Database(settings.database_url, settings.database_schema)
-        self.database.migrate(MIGRATIONS, store.metadata)
+        try:
+            keys = keyring.for_unit(settings.key_encryption_keys, self.database.is_sqlite,
+                                    self.database.sqlite_file, settings.address)
+            # Keys stored in plain text by an older version are sealed by migration llm_unit_0002.
+            self.database.migrate(MIGRATIONS, store.metadata, {"keyring": keys})
+        except BaseException:
+            self.database.dispose()
+            raise
         self._executor = ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="llm-unit-db")
-        self._providers = ProviderClient()
+        self._providers = ProviderClient(keys)
         models = ReadCache(settings.model_cache_ttl_ms / 1000, clock=clock)
         servicer = LlmServicer(self.database, self._executor, self._providers, settings.generation_timeout_ms,
-                               models)
+                               models, keys)
         try:
             super().__init__(lambda server: pb_grpc.add_LlmServiceServicer_to_server(servicer, server),
                              [SERVICE_NAME], settings.address)

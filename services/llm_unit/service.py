@@ -4,7 +4,7 @@ import dataclasses
 import datetime
 import enum
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from services.common.limits import MAX_ID_CHARS
 from services.llm_unit import errors
@@ -37,14 +37,15 @@ class Provider:
     name: str
     api_endpoint: str
     kind: Kind
-    # repr=False: a logged or printed record must not show the key.
-    api_key: str | None = dataclasses.field(repr=False)
+    # The API key as stored: sealed (keyring.py), opened only to call the provider. repr=False
+    # all the same: a logged or printed record shows no key in any form.
+    sealed_api_key: str | None = dataclasses.field(repr=False)
     created_at: datetime.datetime
     updated_at: datetime.datetime
 
     @property
     def has_api_key(self) -> bool:
-        return bool(self.api_key)
+        return self.sealed_api_key is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,18 +64,18 @@ class NewProvider:
     name: str
     api_endpoint: str
     kind: Kind
-    api_key: str | None = dataclasses.field(repr=False)
+    sealed_api_key: str | None = dataclasses.field(repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
 class ProviderChanges:
-    """None means unchanged; `replace_api_key` with `api_key` None removes the key."""
+    """None means unchanged; `replace_api_key` with `sealed_api_key` None removes the key."""
 
     name: str | None
     api_endpoint: str | None
     kind: Kind | None
     replace_api_key: bool
-    api_key: str | None = dataclasses.field(repr=False)
+    sealed_api_key: str | None = dataclasses.field(repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,17 +112,21 @@ def required_id(value: str, field: str) -> str:
     return value
 
 
-def new_provider(name: str, api_endpoint: str, kind: Kind | None, api_key: str | None) -> NewProvider:
+Seal = Callable[[str], str]
+
+
+def new_provider(name: str, api_endpoint: str, kind: Kind | None, api_key: str | None, seal: Seal) -> NewProvider:
+    """`seal` turns a valid key into its stored form."""
     return NewProvider(
         name=provider_name(name),
         api_endpoint=endpoint(api_endpoint),
         kind=kind or Kind.OPENAI,
-        api_key=key(api_key),
+        sealed_api_key=_sealed(key(api_key), seal),
     )
 
 
 def provider_changes(
-    name: str | None, api_endpoint: str | None, kind: Kind | None, api_key: str | None
+    name: str | None, api_endpoint: str | None, kind: Kind | None, api_key: str | None, seal: Seal
 ) -> ProviderChanges:
     """Absent (None) fields stay unchanged; an empty api_key removes the key."""
     return ProviderChanges(
@@ -129,8 +134,12 @@ def provider_changes(
         api_endpoint=None if api_endpoint is None else endpoint(api_endpoint),
         kind=kind,
         replace_api_key=api_key is not None,
-        api_key=key(api_key),
+        sealed_api_key=_sealed(key(api_key), seal),
     )
+
+
+def _sealed(api_key: str | None, seal: Seal) -> str | None:
+    return None if api_key is None else seal(api_key)
 
 
 def check_key_follows_endpoint(endpoint_now: str, has_key: bool, changes: ProviderChanges) -> None:

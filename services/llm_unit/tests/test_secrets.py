@@ -63,7 +63,7 @@ async def test_logs_never_show_the_key(sqlite_unit, provider_server, caplog):
 
 
 def test_provider_record_repr_hides_the_key():
-    record = service.new_provider("acme", "http://h/v1", None, SECRET)
+    record = service.new_provider("acme", "http://h/v1", None, SECRET, seal=lambda key: key)
 
     assert SECRET not in repr(record)
 
