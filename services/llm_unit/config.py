@@ -20,11 +20,15 @@ DEFAULT_MODEL_CACHE_TTL_MS = 2_000
 @dataclass(frozen=True)
 class Settings(UnitSettings):
     """Where the unit listens, where it keeps its tables, how long a generation may take, how
-    long a model read for a generation is reused, and the keys that seal provider API keys."""
+    long a model read for a generation is reused, which provider addresses it calls, and the keys
+    that seal provider API keys."""
 
     database_schema: str | None = "llm_unit"
     generation_timeout_ms: int = DEFAULT_GENERATION_TIMEOUT_MS
     model_cache_ttl_ms: int = DEFAULT_MODEL_CACHE_TTL_MS
+    # Whether providers may be called at loopback and private addresses (addresses.py); link-local and
+    # metadata addresses never are.
+    allow_private_endpoints: bool = True
     # Fernet keys; the first seals, all open (keyring.py). None given: see keyring.for_unit.
     key_encryption_keys: tuple[str, ...] = field(default=(), repr=False)
 
@@ -35,5 +39,6 @@ class Settings(UnitSettings):
             generation_timeout_ms=config.milliseconds("LLM_UNIT_GENERATION_TIMEOUT_MS", DEFAULT_GENERATION_TIMEOUT_MS,
                                                       minimum=1),
             model_cache_ttl_ms=config.milliseconds("LLM_UNIT_MODEL_CACHE_TTL_MS", DEFAULT_MODEL_CACHE_TTL_MS),
+            allow_private_endpoints=config.choice("LLM_UNIT_ALLOW_PRIVATE_ENDPOINTS", "true", ("true", "false")) == "true",
             key_encryption_keys=keyring.parse_keys(config.optional("LLM_UNIT_KEY_ENCRYPTION_KEY", "")),
         )

@@ -10,6 +10,7 @@ from services.common.errors import (
     Internal,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     Unavailable,
 )
 
@@ -67,6 +68,15 @@ def provider_mismatch(llm_id: str, provider_id: str) -> InvalidArgument:
 
 def provider_unreachable(provider: str, detail: str) -> Unavailable:
     return Unavailable(f"provider {provider!r} is unreachable: {detail}", reason="PROVIDER_UNREACHABLE")
+
+
+def provider_address_refused(provider: str, why: str) -> PermissionDenied:
+    """`why` is one of addresses.py's refusals; the address itself goes to the log only."""
+    return PermissionDenied(f"provider {provider!r} is at {why}", reason="PROVIDER_ADDRESS_NOT_ALLOWED")
+
+
+def endpoint_not_allowed(url: str, why: str) -> InvalidArgument:
+    return InvalidArgument(f"api_endpoint {url[:100]!r} names {why}", reason="API_ENDPOINT_NOT_ALLOWED")
 
 
 def provider_rate_limited(provider: str, status: int, excerpt: str) -> Unavailable:

@@ -14,9 +14,11 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from services.common.errors import DomainError
-from services.llm_unit import errors, keyring, protocols, service
+from services.llm_unit import errors, guard, keyring, protocols, service
+from services.llm_unit.addresses import Policy
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +43,17 @@ class ProviderClient:
     """Owns the one aiohttp session; open it with start() inside the event loop. Opens a provider's
     sealed API key only to send it."""
 
-    def __init__(self, keys: keyring.Keyring) -> None:
+    def __init__(self, keys: keyring.Keyring, addresses: Policy, resolver: AbstractResolver | None = None) -> None:
         self._keys = keys
+        self._addresses = addresses
+        self._resolver = resolver  # None: aiohttp's default (tests map names to addresses)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         # limit=0: hundreds of generations run at once and each holds its connection
         # for the whole reply; a pool cap would queue them (see floors.md).
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0),
+            connector=guard.Connector(self._addresses, self._resolver, limit=0),
             timeout=aiohttp.ClientTimeout(total=None),  # the generation deadline bounds every wait
         )
 
@@ -190,6 +194,9 @@ class Reply:
             if scope.expired():
                 raise self._failed(errors.generation_timeout(name, self._budget)) from None
             failure = errors.provider_unreachable(name, _describe(error)) if opening else errors.provider_stream_cut(name)
+        except guard.AddressRefused as refused:
+            log.warning("provider %r: %s", name, refused)
+            failure = errors.provider_address_refused(name, refused.why)
         except aiohttp.ClientResponseError as error:  # an HTTP answer aiohttp could not parse
             failure = errors.provider_bad_response(name, f"malformed HTTP ({error.message[:80]})")
         except aiohttp.ClientPayloadError:

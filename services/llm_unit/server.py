@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from aiohttp.abc import AbstractResolver
+
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
 from llmchatlinker.llm.v1 import llm_service_pb2_grpc as pb_grpc
 from services.common import paging
@@ -21,6 +23,7 @@ from services.llm_unit import errors, keyring, service, store
 from services.common.readcache import ReadCache
 from services.llm_unit.config import Settings
 from services.llm_unit.errors import DOMAIN
+from services.llm_unit.addresses import Policy
 from services.llm_unit.providers import ProviderClient
 
 log = logging.getLogger(__name__)
@@ -36,9 +39,10 @@ _KIND_NUMBERS = {kind: number for number, kind in _KINDS.items()}
 class LlmServicer(pb_grpc.LlmServiceServicer):
     def __init__(self, database: Database, executor: ThreadPoolExecutor, providers: ProviderClient,
                  generation_timeout_ms: int, models: ReadCache[tuple[service.Llm, service.Provider]],
-                 keys: keyring.Keyring) -> None:
+                 keys: keyring.Keyring, addresses: Policy) -> None:
         self._database = database
         self._keys = keys
+        self._addresses = addresses
         self._executor = executor
         self._providers = providers
         self._generation_timeout_ms = generation_timeout_ms
@@ -48,7 +52,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
     @maps_errors(DOMAIN)
     async def CreateProvider(self, request, context):
         fields = service.new_provider(request.name, request.api_endpoint, _kind(request.kind),
-                                      _optional(request, "api_key"), self._keys.seal)
+                                      _optional(request, "api_key"), self._keys.seal, self._addresses)
         return await self._mutate(
             request.request_id, pb.CreateProviderResponse,
             lambda session: pb.CreateProviderResponse(provider=_provider(store.create_provider(session, fields))),
@@ -60,7 +64,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         provider_id = service.required_id(request.provider_id, "provider_id")
         changes = service.provider_changes(
             _optional(request, "name"), _optional(request, "api_endpoint"), _kind(request.kind),
-            _optional(request, "api_key"), self._keys.seal,
+            _optional(request, "api_key"), self._keys.seal, self._addresses,
         )
         return await self._mutate(
             request.request_id, pb.UpdateProviderResponse,
@@ -219,7 +223,9 @@ def _llm(llm: service.Llm) -> pb.Llm:
 class LlmUnitServer(AsyncServer):
     """The gRPC server plus what the unit owns: its database, the database threads, the HTTP session."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic,
+                 resolver: AbstractResolver | None = None) -> None:
+        """`resolver`: how provider names are looked up (default: aiohttp's; tests map names)."""
         self.database = Database(settings.database_url, settings.database_schema)
         try:
             keys = keyring.for_unit(settings.key_encryption_keys, self.database.is_sqlite,
@@ -230,10 +236,11 @@ class LlmUnitServer(AsyncServer):
             self.database.dispose()
             raise
         self._executor = ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="llm-unit-db")
-        self._providers = ProviderClient(keys)
+        addresses = Policy(allow_private=settings.allow_private_endpoints)
+        self._providers = ProviderClient(keys, addresses, resolver)
         models = ReadCache(settings.model_cache_ttl_ms / 1000, clock=clock)
         servicer = LlmServicer(self.database, self._executor, self._providers, settings.generation_timeout_ms,
-                               models, keys)
+                               models, keys, addresses)
         try:
             super().__init__(lambda server: pb_grpc.add_LlmServiceServicer_to_server(servicer, server),
                              [SERVICE_NAME], settings.address)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 
 from services.common.limits import MAX_ID_CHARS
 from services.llm_unit import errors
+from services.llm_unit.addresses import Policy
 
 MAX_PROVIDER_NAME_CHARS = 100
 MAX_ENDPOINT_CHARS = 2_000
@@ -115,23 +116,25 @@ def required_id(value: str, field: str) -> str:
 Seal = Callable[[str], str]
 
 
-def new_provider(name: str, api_endpoint: str, kind: Kind | None, api_key: str | None, seal: Seal) -> NewProvider:
-    """`seal` turns a valid key into its stored form."""
+def new_provider(name: str, api_endpoint: str, kind: Kind | None, api_key: str | None, seal: Seal,
+                 addresses: Policy) -> NewProvider:
+    """`seal` turns a valid key into its stored form; `addresses` says which hosts are refused."""
     return NewProvider(
         name=provider_name(name),
-        api_endpoint=endpoint(api_endpoint),
+        api_endpoint=endpoint(api_endpoint, addresses),
         kind=kind or Kind.OPENAI,
         sealed_api_key=_sealed(key(api_key), seal),
     )
 
 
 def provider_changes(
-    name: str | None, api_endpoint: str | None, kind: Kind | None, api_key: str | None, seal: Seal
+    name: str | None, api_endpoint: str | None, kind: Kind | None, api_key: str | None, seal: Seal,
+    addresses: Policy,
 ) -> ProviderChanges:
     """Absent (None) fields stay unchanged; an empty api_key removes the key."""
     return ProviderChanges(
         name=None if name is None else provider_name(name),
-        api_endpoint=None if api_endpoint is None else endpoint(api_endpoint),
+        api_endpoint=None if api_endpoint is None else endpoint(api_endpoint, addresses),
         kind=kind,
         replace_api_key=api_key is not None,
         sealed_api_key=_sealed(key(api_key), seal),
@@ -177,7 +180,8 @@ def llm_name(value: str) -> str:
     return _text(value, MAX_LLM_NAME_CHARS, "llm name", "INVALID_LLM_NAME")
 
 
-def endpoint(value: str) -> str:
+def endpoint(value: str, addresses: Policy) -> str:
+    """An http(s) URL with a host that is not refused as such (a name is checked when it is called)."""
     url = value.strip()
     if not url or len(url) > MAX_ENDPOINT_CHARS:
         raise errors.invalid(f"api_endpoint must be 1 to {MAX_ENDPOINT_CHARS:,} characters", "INVALID_API_ENDPOINT")
@@ -190,6 +194,9 @@ def endpoint(value: str) -> str:
             or any(c.isspace() or not c.isprintable() for c in url)):
         raise errors.invalid(f"api_endpoint must be an http or https URL with a host, not {url[:100]!r}",
                              "INVALID_API_ENDPOINT")
+    refusal = addresses.host_refusal(parts.hostname)
+    if refusal is not None:
+        raise errors.endpoint_not_allowed(url, refusal)
     return url
 
 

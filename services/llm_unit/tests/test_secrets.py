@@ -7,6 +7,7 @@ import pytest
 
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
 from services.llm_unit import service
+from services.llm_unit.addresses import Policy
 from testkit import LlmServer
 from testkit.llm_unit import SECRET, add_llm, add_model, add_provider, expect_error, generate, kit_json
 from testkit.ports import closed_port
@@ -63,7 +64,8 @@ async def test_logs_never_show_the_key(sqlite_unit, provider_server, caplog):
 
 
 def test_provider_record_repr_hides_the_key():
-    record = service.new_provider("acme", "http://h/v1", None, SECRET, seal=lambda key: key)
+    record = service.new_provider("acme", "http://h/v1", None, SECRET, seal=lambda key: key,
+                                  addresses=Policy(allow_private=True))
 
     assert SECRET not in repr(record)
 
