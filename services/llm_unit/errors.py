@@ -1,7 +1,10 @@
 """The LLM unit's error domain and its specific errors.
 
-Messages about a provider name it by its name and never carry its API key.
+Messages about a provider name it by its name and never carry its API key, nor the words of its
+error answers (only their status and error code).
 """
+
+import http
 
 from services.common.errors import (
     AlreadyExists,
@@ -79,27 +82,30 @@ def endpoint_not_allowed(url: str, why: str) -> InvalidArgument:
     return InvalidArgument(f"api_endpoint {url[:100]!r} names {why}", reason="API_ENDPOINT_NOT_ALLOWED")
 
 
-def provider_rate_limited(provider: str, status: int, excerpt: str) -> Unavailable:
-    return Unavailable(
-        f"provider {provider!r} is rate limiting (HTTP {status}){_colon(excerpt)}", reason="PROVIDER_RATE_LIMITED"
-    )
+def provider_rate_limited(provider: str, status: int, code: str) -> Unavailable:
+    return Unavailable(f"provider {provider!r} is rate limiting ({_http(status, code)})", reason="PROVIDER_RATE_LIMITED")
 
 
 def provider_error(provider: str, detail: str) -> Unavailable:
     return Unavailable(f"provider {provider!r} failed: {detail}", reason="PROVIDER_ERROR")
 
 
-def provider_rejected_key(provider: str, status: int, excerpt: str) -> FailedPrecondition:
-    return FailedPrecondition(
-        f"provider {provider!r} rejected the API key (HTTP {status}){_colon(excerpt)}", reason="PROVIDER_REJECTED_KEY"
-    )
+def provider_failed(provider: str, status: int, code: str) -> Unavailable:
+    return provider_error(provider, _http(status, code))
 
 
-def provider_rejected_request(provider: str, status: int, excerpt: str) -> FailedPrecondition:
-    return FailedPrecondition(
-        f"provider {provider!r} rejected the request (HTTP {status}){_colon(excerpt)}",
-        reason="PROVIDER_REJECTED_REQUEST",
-    )
+def provider_reported_error(provider: str, code: str) -> Unavailable:
+    return provider_error(provider, "it reported an error in its reply" + (f" ({code})" if code else ""))
+
+
+def provider_rejected_key(provider: str, status: int, code: str) -> FailedPrecondition:
+    return FailedPrecondition(f"provider {provider!r} rejected the API key ({_http(status, code)})",
+                              reason="PROVIDER_REJECTED_KEY")
+
+
+def provider_rejected_request(provider: str, status: int, code: str) -> FailedPrecondition:
+    return FailedPrecondition(f"provider {provider!r} rejected the request ({_http(status, code)})",
+                              reason="PROVIDER_REJECTED_REQUEST")
 
 
 def provider_bad_response(provider: str, detail: str) -> Internal:
@@ -117,5 +123,12 @@ def generation_timeout(provider: str, seconds: float) -> DeadlineExceeded:
     )
 
 
-def _colon(excerpt: str) -> str:
-    return f": {excerpt}" if excerpt else ""
+def _http(status: int, code: str) -> str:
+    """A provider's error answer as a caller sees it: the status, its standard phrase and the
+    provider's error code, never the provider's own words (an endpoint's error page may hold what
+    the caller must not read; the unit's log has them)."""
+    try:
+        phrase = f" {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        phrase = ""
+    return f"HTTP {status}{phrase}" + (f": {code}" if code else "")

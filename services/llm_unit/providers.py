@@ -117,8 +117,9 @@ class Reply:
         )
         status = self._response.status
         if not 200 <= status < 300:
-            excerpt = service.excerpt(protocols.error_text(await self._error_body()), self._api_key)
-            raise self._failed(_status_error(provider.name, status, excerpt), status)
+            body = await self._error_body()
+            excerpt = service.excerpt(protocols.error_text(body), self._api_key)
+            raise self._failed(_status_error(provider.name, status, protocols.error_code(body)), status, excerpt)
         content_type = self._response.content_type
         if provider.kind is service.Kind.OPENAI:
             if content_type == "application/json":
@@ -141,7 +142,7 @@ class Reply:
             raise self._failed(errors.provider_bad_response(self._provider.name, str(error))) from None
         except protocols.ReportedError as error:
             excerpt = service.excerpt(str(error), self._api_key)
-            raise self._failed(errors.provider_error(self._provider.name, excerpt)) from None
+            raise self._failed(errors.provider_reported_error(self._provider.name, error.code), excerpt=excerpt) from None
         self._finished = self._events.done
         self._parts.extend(deltas)
         return deltas
@@ -187,6 +188,7 @@ class Reply:
         """Awaits provider I/O, turning its failures into the unit's errors."""
         scope = asyncio.timeout_at(self._deadline)
         name = self._provider.name
+        detail = ""  # for the log only
         try:
             async with scope:
                 return await awaitable
@@ -198,12 +200,13 @@ class Reply:
             log.warning("provider %r: %s", name, refused)
             failure = errors.provider_address_refused(name, refused.why)
         except aiohttp.ClientResponseError as error:  # an HTTP answer aiohttp could not parse
-            failure = errors.provider_bad_response(name, f"malformed HTTP ({error.message[:80]})")
+            # aiohttp's message may quote the answer's bytes: they go to the log, not the caller.
+            failure, detail = errors.provider_bad_response(name, "an answer that is not valid HTTP"), error.message
         except aiohttp.ClientPayloadError:
             failure = errors.provider_stream_cut(name)
         except (aiohttp.ClientError, OSError) as error:
             failure = errors.provider_unreachable(name, _describe(error)) if opening else errors.provider_stream_cut(name)
-        raise self._failed(failure) from None
+        raise self._failed(failure, excerpt=service.excerpt(str(detail), self._api_key)) from None
 
     async def _error_body(self) -> bytes:
         assert self._response is not None
@@ -226,21 +229,23 @@ class Reply:
                 while await content.readany():
                     pass
 
-    def _failed(self, error: DomainError, status: int | None = None) -> DomainError:
-        # The message names the provider and its status, and carries no key: it is safe to log.
-        log.warning("generation failed [%s%s]: %s", error.reason, f", HTTP {status}" if status else "", error.message)
+    def _failed(self, error: DomainError, status: int | None = None, excerpt: str = "") -> DomainError:
+        # The message names the provider and its status, and carries no key: it is safe to log. The
+        # provider's own words (the excerpt, its key blotted out) are for the log only.
+        log.warning("generation failed [%s%s]: %s%s", error.reason, f", HTTP {status}" if status else "", error.message,
+                    f"; it answered: {excerpt}" if excerpt else "")
         return error
 
 
-def _status_error(provider: str, status: int, excerpt: str) -> DomainError:
+def _status_error(provider: str, status: int, code: str) -> DomainError:
     if status in (401, 403):
-        return errors.provider_rejected_key(provider, status, excerpt)
+        return errors.provider_rejected_key(provider, status, code)
     if status == 429:
-        return errors.provider_rate_limited(provider, status, excerpt)
+        return errors.provider_rate_limited(provider, status, code)
     if status >= 500:
-        return errors.provider_error(provider, f"HTTP {status}" + (f": {excerpt}" if excerpt else ""))
+        return errors.provider_failed(provider, status, code)
     if 400 <= status < 500:
-        return errors.provider_rejected_request(provider, status, excerpt)
+        return errors.provider_rejected_request(provider, status, code)
     return errors.provider_bad_response(provider, f"HTTP {status} (redirects are not followed)")
 
 
