@@ -14,6 +14,7 @@ from services.common.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unavailable,
 )
 
@@ -115,6 +116,13 @@ def provider_bad_response(provider: str, detail: str) -> Internal:
 
 def provider_stream_cut(provider: str) -> Unavailable:
     return Unavailable(f"provider {provider!r} ended the reply before it was complete", reason="PROVIDER_STREAM_CUT")
+
+
+def reply_too_large(provider: str, limit: int) -> ResourceExhausted:
+    return ResourceExhausted(
+        f"provider {provider!r} sent a reply larger than {limit:,} bytes, the limit "
+        "(LLMCHATLINKER_LLM_UNIT_MAX_REPLY_BYTES)", reason="PROVIDER_REPLY_TOO_LARGE",
+    )
 
 
 def generation_timeout(provider: str, seconds: float) -> DeadlineExceeded:

@@ -25,8 +25,6 @@ log = logging.getLogger(__name__)
 # Bytes of an error answer read to quote in the message, and how long to wait for them.
 ERROR_BODY_BYTES = 4096
 ERROR_BODY_SECONDS = 2.0
-# A whole (non-streamed) answer larger than this is refused.
-MAX_BODY_BYTES = 32 * 2**20
 # After the end marker, how long to wait for the end of the body so the connection can be reused.
 DRAIN_SECONDS = 0.1
 
@@ -43,8 +41,10 @@ class ProviderClient:
     """Owns the one aiohttp session; open it with start() inside the event loop. Opens a provider's
     sealed API key only to send it."""
 
-    def __init__(self, keys: keyring.Keyring, addresses: Policy, resolver: AbstractResolver | None = None) -> None:
+    def __init__(self, keys: keyring.Keyring, addresses: Policy, max_reply_bytes: int,
+                 resolver: AbstractResolver | None = None) -> None:
         self._keys = keys
+        self._max_reply_bytes = max_reply_bytes
         self._addresses = addresses
         self._resolver = resolver  # None: aiohttp's default (tests map names to addresses)
         self._session: aiohttp.ClientSession | None = None
@@ -73,7 +73,7 @@ class ProviderClient:
         """
         if self._session is None:
             raise RuntimeError("ProviderClient.start() was not called")
-        reply = Reply(provider, self._api_key(provider), deadline, budget)
+        reply = Reply(provider, self._api_key(provider), deadline, budget, self._max_reply_bytes)
         try:
             await reply.open(self._session, model, messages)
             yield reply
@@ -94,9 +94,12 @@ class ProviderClient:
 class Reply:
     """One streamed answer: iterate for batches of content deltas (one per network read), then .final()."""
 
-    def __init__(self, provider: service.Provider, api_key: str | None, deadline: float, budget: float) -> None:
+    def __init__(self, provider: service.Provider, api_key: str | None, deadline: float, budget: float,
+                 max_bytes: int) -> None:
         self._provider = provider
         self._api_key = api_key
+        self._max_bytes = max_bytes
+        self._received = 0
         self._deadline = deadline
         self._budget = budget
         self._response: aiohttp.ClientResponse | None = None
@@ -136,6 +139,9 @@ class Reply:
             raise StopAsyncIteration
         assert self._response is not None
         chunk = await self._within_deadline(self._response.content.readany(), opening=False)
+        self._received += len(chunk)
+        if self._received > self._max_bytes:  # leaving the reply's block hangs up on the provider
+            raise self._failed(errors.reply_too_large(self._provider.name, self._max_bytes))
         try:
             deltas = self._parse(chunk) if chunk else self._parse_end()
         except protocols.ProtocolError as error:
@@ -169,8 +175,6 @@ class Reply:
     def _parse(self, chunk: bytes) -> list[str]:
         if self._whole_body is not None:
             self._whole_body += chunk
-            if len(self._whole_body) > MAX_BODY_BYTES:
-                raise protocols.ProtocolError(f"an answer larger than {MAX_BODY_BYTES} bytes")
             return []
         line = self._events.line
         return [text for text in map(line, self._lines.feed(chunk)) if text]

@@ -237,7 +237,7 @@ class LlmUnitServer(AsyncServer):
             raise
         self._executor = ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="llm-unit-db")
         addresses = Policy(allow_private=settings.allow_private_endpoints)
-        self._providers = ProviderClient(keys, addresses, resolver)
+        self._providers = ProviderClient(keys, addresses, settings.max_reply_bytes, resolver)
         models = ReadCache(settings.model_cache_ttl_ms / 1000, clock=clock)
         servicer = LlmServicer(self.database, self._executor, self._providers, settings.generation_timeout_ms,
                                models, keys, addresses)
