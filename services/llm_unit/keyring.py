@@ -38,12 +38,25 @@ class Keyring:
         if not keys:
             raise ValueError("a keyring needs at least one key")
         self._fernet = MultiFernet([Fernet(key) for key in keys])
+        self._rotating = len(keys) > 1
 
     def __repr__(self) -> str:
         return "Keyring(...)"
 
     def seal(self, api_key: str) -> str:
         return self._fernet.encrypt(api_key.encode()).decode("ascii")
+
+    @property
+    def rotating(self) -> bool:
+        """Whether older keys are configured besides the one that seals."""
+        return self._rotating
+
+    def reseal(self, sealed: str) -> str | None:
+        """The key sealed again with the first key; None when no configured key opens it."""
+        try:
+            return self._fernet.rotate(sealed.encode("ascii")).decode("ascii")
+        except (InvalidToken, UnicodeError):
+            return None
 
     def open(self, sealed: str) -> str:
         try:

@@ -232,6 +232,8 @@ class LlmUnitServer(AsyncServer):
                                     self.database.sqlite_file, settings.address)
             # Keys stored in plain text by an older version are sealed by migration llm_unit_0002.
             self.database.migrate(MIGRATIONS, store.metadata, {"keyring": keys})
+            if keys.rotating:
+                _reseal(self.database, keys)
         except BaseException:
             self.database.dispose()
             raise
@@ -261,6 +263,17 @@ class LlmUnitServer(AsyncServer):
     def _release(self) -> None:
         self._executor.shutdown(wait=True)
         self.database.dispose()
+
+
+def _reseal(database: Database, keys: keyring.Keyring) -> None:
+    """With older keys configured, seals the stored keys again with the first, so the older ones
+    can be dropped once every replica has started this way."""
+    with database.writing() as connection:
+        resealed, left = store.reseal_api_keys(connection, keys.reseal)
+    log.info("sealed %d provider API keys again with the first key-encryption key", resealed)
+    if left:
+        log.warning("%d provider API keys open with none of the key-encryption keys: their providers need "
+                    "them given again", left)
 
 
 def build_server(settings: Settings) -> LlmUnitServer:

@@ -151,6 +151,26 @@ def list_providers(
     return [_provider(row) for row in rows], next_position
 
 
+def reseal_api_keys(connection: sa.Connection, reseal: Callable[[str], str | None]) -> tuple[int, int]:
+    """Seals every stored key again with `reseal` (None: it cannot); (resealed, unreadable).
+
+    Each row is written only if its key is still the one read, so a key set meanwhile (through
+    another replica) is never replaced by an older one."""
+    table = _PROVIDERS
+    rows = connection.execute(sa.select(table.c.id, table.c.sealed_api_key)
+                              .where(table.c.sealed_api_key.is_not(None))).all()
+    resealed = left = 0
+    for provider_id, sealed in rows:
+        fresh = reseal(sealed)
+        if fresh is None:
+            left += 1
+            continue
+        written = connection.execute(sa.update(table).where(table.c.id == provider_id, table.c.sealed_api_key == sealed)
+                                     .values(sealed_api_key=fresh))
+        resealed += written.rowcount
+    return resealed, left
+
+
 # Models.
 
 def create_llm(session: orm.Session, provider_id: str, fields: service.NewLlm) -> service.Llm:

@@ -53,22 +53,51 @@ async def test_on_sqlite_the_unit_keeps_a_generated_key_beside_its_database_owne
     assert all(mode(path) == 0o600 for path in (tmp_path / "data").glob("llm_unit.db*"))
 
 
-async def test_a_rotated_key_list_still_opens_old_keys_and_seals_with_the_first(tmp_path, provider_server):
+async def test_a_new_key_in_front_reseals_the_stored_keys_so_the_old_one_can_go(tmp_path, provider_server, caplog):
+    caplog.set_level(logging.INFO)
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     url = f"sqlite:///{tmp_path / 'unit.db'}"
     async with running_unit(settings_for(url, key_encryption_keys=(old,))) as unit:
         llm = await add_model(unit.stub, provider_server.openai_url, model=f"m@require_key={CANARY}", api_key=CANARY)
 
-    async with running_unit(settings_for(url, key_encryption_keys=(new, old))) as unit:
+    async with running_unit(settings_for(url, key_encryption_keys=(new, old))) as unit:  # the rotation's start
         await generate(unit.stub, llm.llm_id)
-        await unit.stub.UpdateProvider(pb.UpdateProviderRequest(provider_id=llm.provider_id, api_key=CANARY))
-    async with running_unit(settings_for(url, key_encryption_keys=(new,))) as unit:
+        (row,) = raw_providers(unit.server.database)
+    async with running_unit(settings_for(url, key_encryption_keys=(new,))) as unit:  # the old key dropped
         await generate(unit.stub, llm.llm_id)
-    async with running_unit(settings_for(url, key_encryption_keys=(old,))) as unit:
+    async with running_unit(settings_for(url, key_encryption_keys=(old,))) as unit:  # a key it never had
         error = await expect_error(generate(unit.stub, llm.llm_id), grpc.StatusCode.FAILED_PRECONDITION,
                                    "PROVIDER_KEY_UNREADABLE")
 
+    assert Fernet(new).decrypt(row["sealed_api_key"].encode()) == CANARY.encode()
+    assert "sealed 1 provider API keys again" in caplog.text
     assert "supply the key again" in error.details() and CANARY not in error.details()
+
+
+def test_resealing_keeps_a_key_that_was_changed_meanwhile(tmp_path):
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    database = Database(f"sqlite:///{tmp_path / 'unit.db'}")
+    try:
+        database.migrate(server.MIGRATIONS, store.metadata)
+        with database.writing() as connection:
+            connection.execute(sa.text(
+                "INSERT INTO providers (id, name, api_endpoint, kind, sealed_api_key, created_at, updated_at) "
+                "VALUES ('p-1', 'p', 'http://h/v1', 'openai', :sealed, '2024-01-01', '2024-01-01')"),
+                {"sealed": Fernet(old).encrypt(b"read-first").decode()})
+
+        with database.writing() as connection:
+            def reseal_while_someone_sets_a_key(sealed):
+                # As another replica's UpdateProvider would, between the read and the write.
+                connection.execute(sa.text("UPDATE providers SET sealed_api_key = :sealed"),
+                                   {"sealed": Fernet(new).encrypt(b"set-meanwhile").decode()})
+                return keyring.Keyring([new, old]).reseal(sealed)
+
+            assert store.reseal_api_keys(connection, reseal_while_someone_sets_a_key) == (0, 0)
+        (row,) = raw_providers(database)
+    finally:
+        database.dispose()
+
+    assert Fernet(new).decrypt(row["sealed_api_key"].encode()) == b"set-meanwhile"
 
 
 async def test_keys_stored_in_plain_text_are_sealed_by_the_migration(database_target, provider_server):
