@@ -22,7 +22,7 @@ from services.llm_unit.addresses import Policy
 
 log = logging.getLogger(__name__)
 
-# Bytes of an error answer read to quote in the message, and how long to wait for them.
+# Bytes of an error answer read for its error code and the log, and how long to wait for them.
 ERROR_BODY_BYTES = 4096
 ERROR_BODY_SECONDS = 2.0
 # After the end marker, how long to wait for the end of the body so the connection can be reused.
