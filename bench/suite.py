@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from cryptography.fernet import Fernet
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 REPO = Path(__file__).resolve().parent.parent
@@ -170,6 +171,8 @@ class Suite:
             env[f"LLMCHATLINKER_{unit.upper()}_DATABASE_URL"] = self._database_url(unit)
             env[f"LLMCHATLINKER_{unit.upper()}_ADDR"] = f"127.0.0.1:{ports[unit]}"
         env["LLMCHATLINKER_ORCHESTRATOR_PORT"] = str(ports["orchestrator"])
+        if self._pg_database:  # the llm_unit on PostgreSQL needs a key-encryption key given
+            env["LLMCHATLINKER_LLM_UNIT_KEY_ENCRYPTION_KEY"] = Fernet.generate_key().decode()  # a fresh database
         if self.options.amqp_url:
             env["LLMCHATLINKER_AMQP_URL"] = self.options.amqp_url
         else:

@@ -18,6 +18,9 @@ POSTGRES_URL = os.environ.get(
 )
 AMQP_URL = os.environ.get("LLMCHATLINKER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 IN_CI = bool(os.environ.get("CI"))
+# The llm_unit's key-encryption key on PostgreSQL, where it must be given (on SQLite the unit keeps
+# its own beside the database file). Fixed, so a unit restarted on the same schema reads its keys.
+TEST_KEY_ENCRYPTION_KEY = "dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMzJieXRlcyE="
 
 
 def _reachable(host: str, port: int) -> bool:

@@ -68,6 +68,23 @@ async def drip(request: web.BaseRequest, wire: Wire, stream: bool, drip_ms: floa
     raise AssertionError("unreachable: the drip never ends")
 
 
+async def flood(request: web.BaseRequest, wire: Wire, stream: bool) -> NoReturn:
+    """A reply without end: valid tokens as fast as the client takes them (a plain JSON answer: one
+    string that never closes), for ever."""
+    content_type = wire.stream_content_type if stream else "application/json"
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    await response.prepare(request)
+    if stream:
+        await response.write(wire.opening())
+        chunk = wire.token("flood ") * 256
+    else:
+        await response.write(b'{"choices": [{"message": {"role": "assistant", "content": "')
+        chunk = b"flood " * 4096
+    while True:
+        await response.write(chunk)
+        await asyncio.sleep(0)  # a write that need not wait for the client would never let others run
+
+
 async def garbage(request: web.BaseRequest, wire: Wire, stream: bool, lines: int) -> web.StreamResponse:
     """A 200 whose payload does not parse as JSON."""
     if not stream:

@@ -158,6 +158,8 @@ class LlmServer:
             await faults.stall(request)
         if options.fail == "drip":
             await faults.drip(request, wire, stream, options.drip_ms)
+        if options.fail == "flood":
+            await faults.flood(request, wire, stream)
         if options.fail in ("500", "429", "401"):
             return faults.error_response(wire, int(options.fail))
 
@@ -227,7 +229,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, help="reply with N tokens t0 t1 ... instead of an echo")
     parser.add_argument("--interval-ms", type=float, default=DEMO_INTERVAL_MS,
                         help="wait between streamed tokens (default %(default)s, a visible pace; 0: all at once)")
-    parser.add_argument("--fail", help="refuse, stall, drip, 500, 429, 401, garbage or cut")
+    parser.add_argument("--fail", help="refuse, stall, drip, 500, 429, 401, garbage, cut or flood")
     parser.add_argument("--drip-ms", type=float, help="pause between bytes with --fail drip")
     parser.add_argument("--require-key", help="answer 401 unless 'Authorization: Bearer KEY'")
     return parser.parse_args(argv)

@@ -3,18 +3,22 @@
 import asyncio
 import contextlib
 import dataclasses
+import socket
 import time
 
 import aiohttp
 import grpc
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import ThreadedResolver
 
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
 from llmchatlinker.llm.v1 import llm_service_pb2_grpc as pb_grpc
 from services.common.errors import error_info
 from services.llm_unit.config import Settings
 from services.llm_unit.server import LlmUnitServer
+from testkit.backends import TEST_KEY_ENCRYPTION_KEY
 from testkit.llm_server import LlmServer
 
 DOMAIN = "llm.llmchatlinker.dev"
@@ -35,13 +39,17 @@ class Unit:
 
 
 def settings_for(url: str, schema: str | None = None, **overrides) -> Settings:
+    """On loopback; on PostgreSQL with TEST_KEY_ENCRYPTION_KEY (unless `overrides` say otherwise)."""
+    if not url.startswith("sqlite"):
+        overrides.setdefault("key_encryption_keys", (TEST_KEY_ENCRYPTION_KEY,))
     return Settings(address="127.0.0.1:0", database_url=url, database_schema=schema or "llm_unit", **overrides)
 
 
 @contextlib.asynccontextmanager
-async def running_unit(settings: Settings, clock=time.monotonic):
-    """The unit on a free port; `clock` is what its model cache reads the time from."""
-    server = LlmUnitServer(settings, clock=clock)
+async def running_unit(settings: Settings, clock=time.monotonic, resolver=None):
+    """The unit on a free port; `clock` is what its model cache reads the time from, `resolver`
+    how it looks up provider names (HostsResolver; default: the system's)."""
+    server = LlmUnitServer(settings, clock=clock, resolver=resolver)
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
@@ -49,6 +57,28 @@ async def running_unit(settings: Settings, clock=time.monotonic):
     finally:
         await channel.close()
         await server.stop(grace=1)
+
+
+class HostsResolver(AbstractResolver):
+    """Provider names looked up in a table, like /etc/hosts: name -> a list of addresses, or a
+    function giving the list at each lookup (a name whose answer changes). Other names: the system."""
+
+    def __init__(self, hosts: dict) -> None:
+        self.hosts = hosts
+        self.lookups: list[str] = []
+
+    async def resolve(self, host, port=0, family=socket.AF_INET):
+        if host not in self.hosts:
+            return await ThreadedResolver().resolve(host, port, family)
+        self.lookups.append(host)
+        answer = self.hosts[host]
+        addresses = answer() if callable(answer) else answer
+        return [{"hostname": host, "host": address, "port": port,
+                 "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
+                 "proto": 0, "flags": socket.AI_NUMERICHOST} for address in addresses]
+
+    async def close(self) -> None:
+        pass
 
 
 async def expect_error(awaitable, code: grpc.StatusCode, reason: str) -> grpc.aio.AioRpcError:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 # The misbehaviours a request can ask for with `fail=`; faults.py implements them.
-FAILURES = frozenset({"refuse", "stall", "drip", "500", "429", "401", "garbage", "cut"})
+FAILURES = frozenset({"refuse", "stall", "drip", "500", "429", "401", "garbage", "cut", "flood"})
 
 _WORD_OR_LEADING_SPACE = re.compile(r"\S+\s*|\s+")
 

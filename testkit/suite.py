@@ -7,6 +7,7 @@ import pathlib
 import secrets
 
 from services import launcher
+from testkit.backends import TEST_KEY_ENCRYPTION_KEY
 from testkit.ports import free_ports
 
 
@@ -14,13 +15,16 @@ def suite_environment(data_dir: pathlib.Path | None = None, **extra: str) -> dic
     """This process's environment without LLMCHATLINKER_ variables (the suite's defaults rule),
     each service on a free port of its own, SQLite files under `data_dir`, an internal token of its
     own (rather than one `up` makes up: a second orchestrator started beside the suite must call
-    its units with the same), and `extra` on top."""
+    its units with the same), and `extra` on top. On PostgreSQL it also gives the llm_unit the
+    key-encryption key a deployment would."""
     environ = {name: value for name, value in os.environ.items() if not name.startswith("LLMCHATLINKER_")}
     environ["LLMCHATLINKER_INTERNAL_TOKEN"] = secrets.token_hex(32)
     for service, port in zip(launcher.SERVICES, free_ports(len(launcher.SERVICES))):
         environ[launcher.variable(service, "PORT")] = str(port)
     if data_dir is not None:
         environ["LLMCHATLINKER_DATA_DIR"] = str(data_dir)
+    if "LLMCHATLINKER_DATABASE_URL" in extra:
+        environ["LLMCHATLINKER_LLM_UNIT_KEY_ENCRYPTION_KEY"] = TEST_KEY_ENCRYPTION_KEY
     return {**environ, **extra}
 
 

@@ -164,8 +164,10 @@ def test_docker_compose_accepts_the_file():
     command = _compose_command()
     if command is None:
         pytest.skip("no docker compose on this machine (the docker client here has no compose plugin)")
+    # The key-encryption key has no default: compose refuses the file without it.
+    environment = {**os.environ, "LLM_UNIT_KEY_ENCRYPTION_KEY": "a-fernet-key"}
     checked = subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-                             capture_output=True, text=True, cwd=ROOT, env={**os.environ, TOKEN: "t" * 64})
+                             capture_output=True, text=True, cwd=ROOT, env={**environment, TOKEN: "t" * 64})
     assert checked.returncode == 0, checked.stderr
 
 

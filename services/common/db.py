@@ -6,6 +6,7 @@ Each unit owns its own database (its own URL; on PostgreSQL, its own schema).
 import contextlib
 import datetime
 import math
+import os
 import pathlib
 import time
 import zlib
@@ -77,18 +78,27 @@ class Database:
             self.engine = self._sqlite_engine() if self.is_sqlite else self._server_engine(pool_size)
         except sa.exc.ArgumentError as error:  # unknown scheme or driver, malformed URL
             raise DatabaseUnreachable(f"cannot use the database URL: {error}") from None
-        except OSError as error:  # an SQLite file's folder that cannot be made
-            raise DatabaseUnreachable(f"cannot create the database's folder: {error}") from None
+        except OSError as error:  # an SQLite file or folder that cannot be made
+            raise DatabaseUnreachable(f"cannot create the database's file or folder: {error}") from None
         self._sessions = orm.sessionmaker(self.engine, expire_on_commit=False)
 
     @property
     def shown_url(self) -> str:
         return self.url.render_as_string(hide_password=True)
 
+    @property
+    def sqlite_file(self) -> pathlib.Path | None:
+        """The SQLite database's file (None for PostgreSQL and an in-memory SQLite)."""
+        if not self.is_sqlite or not self.url.database or self.url.database == ":memory:":
+            return None
+        return pathlib.Path(self.url.database)
+
     def _sqlite_engine(self) -> sa.Engine:
-        if self.url.database and self.url.database != ":memory:":
-            pathlib.Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
+        if self.sqlite_file is not None:
+            _owner_only(self.sqlite_file)
+        # hide_parameters: a statement's values (provider keys, messages) stay out of error texts and logs.
+        engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30},
+                                  hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def on_connect(dbapi_connection, _record):
@@ -118,6 +128,7 @@ class Database:
             connect_args["application_name"] = f"llmchatlinker {self.schema}"[:63]
         engine = sa.create_engine(
             self.url,
+            hide_parameters=True,
             pool_size=pool_size,
             max_overflow=pool_size * 2,
             pool_recycle=POOL_RECYCLE_SECONDS,
@@ -174,17 +185,21 @@ class Database:
         with self.engine.begin() as connection:
             yield connection
 
-    def migrate(self, versions_dir: pathlib.Path, metadata: sa.MetaData) -> None:
-        """Brings the unit's schema to the newest migration; safe to run from several replicas at once.
+    def migrate(self, versions_dir: pathlib.Path, metadata: sa.MetaData, attributes: Mapping[str, object] | None = None,
+                revision: str = "head") -> None:
+        """Brings the unit's schema to the newest migration (or `revision`); safe to run from several
+        replicas at once. `attributes` reach the migrations as `context.config.attributes` (what a
+        data migration needs, such as the llm_unit's keyring).
 
         Raises DatabaseUnreachable when the database cannot be opened at all."""
         try:
-            self._migrate(versions_dir, metadata)
+            self._migrate(versions_dir, metadata, attributes or {}, revision)
         except sa.exc.OperationalError as error:
             reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else type(error).__name__
             raise DatabaseUnreachable(f"cannot open the database {self.shown_url}: {reason}") from None
 
-    def _migrate(self, versions_dir: pathlib.Path, metadata: sa.MetaData) -> None:
+    def _migrate(self, versions_dir: pathlib.Path, metadata: sa.MetaData, attributes: Mapping[str, object],
+                 revision: str) -> None:
         if self.schema:
             with self.engine.begin() as connection:
                 connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
@@ -198,7 +213,8 @@ class Database:
             config.set_main_option("version_locations", str(versions_dir))
             config.attributes["connection"] = connection
             config.attributes["target_metadata"] = metadata
-            command.upgrade(config, "head")
+            config.attributes.update(attributes)
+            command.upgrade(config, revision)
 
     def schema_drift(self, metadata: sa.MetaData) -> list:
         """Differences between the migrated schema and the models; empty when they agree."""
@@ -208,6 +224,26 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# SQLite writes its -wal, -shm and -journal files with the database file's mode.
+_SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def _owner_only(database_file: pathlib.Path) -> None:
+    """Makes the SQLite file readable by its owner only (0600; its folder 0700 when made here), before
+    SQLite opens it: it holds chats and sealed provider keys. Files an older version left readable
+    by others are narrowed too."""
+    database_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        os.close(os.open(database_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    for suffix in _SQLITE_COMPANIONS:
+        companion = database_file.with_name(database_file.name + suffix)
+        with contextlib.suppress(FileNotFoundError):
+            if companion.stat().st_mode & 0o077:
+                companion.chmod(0o600)
 
 
 def _is_alembic_table(diff) -> bool:

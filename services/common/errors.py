@@ -61,6 +61,10 @@ class DeadlineExceeded(DomainError, code=grpc.StatusCode.DEADLINE_EXCEEDED):
     """The work did not finish in the time it had."""
 
 
+class ResourceExhausted(DomainError, code=grpc.StatusCode.RESOURCE_EXHAUSTED):
+    """Something grew past a limit the service sets."""
+
+
 class Internal(DomainError, code=grpc.StatusCode.INTERNAL):
     """A bug or broken invariant; the caller can do nothing about it."""
 

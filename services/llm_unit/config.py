@@ -1,9 +1,10 @@
 """The LLM unit's settings, read once from LLMCHATLINKER_LLM_UNIT_* environment variables."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from services.common import config, deadlines
+from services.common import config, deadlines, limits
 from services.common.config import UnitSettings
+from services.llm_unit import keyring
 
 DEFAULT_PORT = 50054
 # Overall deadline of one generation when the request gives none (GenerateReplyRequest.timeout_ms);
@@ -14,16 +15,28 @@ DEFAULT_GENERATION_TIMEOUT_MS = round(deadlines.PROVIDER_REPLY_SECONDS * 1000)
 # through another replica is seen within this time. 0 keeps nothing (generations at the same
 # moment still share one read).
 DEFAULT_MODEL_CACHE_TTL_MS = 2_000
+# The most bytes one provider reply may have (framing included). Generous for the longest replies
+# (100k tokens streamed as OpenAI events are about 15-20 MB) and no more than the largest gRPC
+# message, which carries the whole reply at the end.
+DEFAULT_MAX_REPLY_BYTES = limits.MAX_MESSAGE_BYTES
+MAX_REPLY_BYTES = (1024, limits.MAX_MESSAGE_BYTES)
 
 
 @dataclass(frozen=True)
 class Settings(UnitSettings):
-    """Where the unit listens, where it keeps its tables, how long a generation may take, and
-    how long a model read for a generation is reused."""
+    """Where the unit listens, where it keeps its tables, how long a generation may take, how
+    long a model read for a generation is reused, which provider addresses it calls, how large a
+    provider's reply may be, and the keys that seal provider API keys."""
 
     database_schema: str | None = "llm_unit"
     generation_timeout_ms: int = DEFAULT_GENERATION_TIMEOUT_MS
     model_cache_ttl_ms: int = DEFAULT_MODEL_CACHE_TTL_MS
+    # Whether providers may be called at loopback and private addresses (addresses.py); link-local and
+    # metadata addresses never are.
+    allow_private_endpoints: bool = True
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+    # Fernet keys; the first seals, all open (keyring.py). None given: see keyring.for_unit.
+    key_encryption_keys: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -32,4 +45,8 @@ class Settings(UnitSettings):
             generation_timeout_ms=config.milliseconds("LLM_UNIT_GENERATION_TIMEOUT_MS", DEFAULT_GENERATION_TIMEOUT_MS,
                                                       minimum=1),
             model_cache_ttl_ms=config.milliseconds("LLM_UNIT_MODEL_CACHE_TTL_MS", DEFAULT_MODEL_CACHE_TTL_MS),
+            max_reply_bytes=config.integer("LLM_UNIT_MAX_REPLY_BYTES", DEFAULT_MAX_REPLY_BYTES,
+                                           minimum=MAX_REPLY_BYTES[0], maximum=MAX_REPLY_BYTES[1]),
+            allow_private_endpoints=config.choice("LLM_UNIT_ALLOW_PRIVATE_ENDPOINTS", "true", ("true", "false")) == "true",
+            key_encryption_keys=keyring.parse_keys(config.optional("LLM_UNIT_KEY_ENCRYPTION_KEY", "")),
         )

@@ -1,7 +1,10 @@
 """The LLM unit's error domain and its specific errors.
 
-Messages about a provider name it by its name and never carry its API key.
+Messages about a provider name it by its name and never carry its API key, nor the words of its
+error answers (only their status and error code).
 """
+
+import http
 
 from services.common.errors import (
     AlreadyExists,
@@ -10,6 +13,8 @@ from services.common.errors import (
     Internal,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
+    ResourceExhausted,
     Unavailable,
 )
 
@@ -42,6 +47,21 @@ def llm_name_taken(name: str) -> AlreadyExists:
     return AlreadyExists(f"the provider already has a model named {name!r}", reason="LLM_NAME_TAKEN")
 
 
+def key_needed_for_new_endpoint() -> FailedPrecondition:
+    return FailedPrecondition(
+        "supply the key again when changing the endpoint: a stored API key is only sent to the endpoint it "
+        "was given for (an empty api_key means none)", reason="API_KEY_NEEDED_FOR_NEW_ENDPOINT",
+    )
+
+
+def provider_key_unreadable(provider: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"the stored API key of provider {provider!r} cannot be decrypted with the unit's key-encryption keys "
+        "(LLMCHATLINKER_LLM_UNIT_KEY_ENCRYPTION_KEY); supply the key again with an update",
+        reason="PROVIDER_KEY_UNREADABLE",
+    )
+
+
 def provider_mismatch(llm_id: str, provider_id: str) -> InvalidArgument:
     return InvalidArgument(
         f"llm {_shown(llm_id)!r} is not served by provider {_shown(provider_id)!r}", reason="PROVIDER_MISMATCH"
@@ -54,27 +74,39 @@ def provider_unreachable(provider: str, detail: str) -> Unavailable:
     return Unavailable(f"provider {provider!r} is unreachable: {detail}", reason="PROVIDER_UNREACHABLE")
 
 
-def provider_rate_limited(provider: str, status: int, excerpt: str) -> Unavailable:
-    return Unavailable(
-        f"provider {provider!r} is rate limiting (HTTP {status}){_colon(excerpt)}", reason="PROVIDER_RATE_LIMITED"
-    )
+def provider_address_refused(provider: str, why: str) -> PermissionDenied:
+    """`why` is one of addresses.py's refusals; the address itself goes to the log only."""
+    return PermissionDenied(f"provider {provider!r} is at {why}", reason="PROVIDER_ADDRESS_NOT_ALLOWED")
+
+
+def endpoint_not_allowed(url: str, why: str) -> InvalidArgument:
+    return InvalidArgument(f"api_endpoint {url[:100]!r} names {why}", reason="API_ENDPOINT_NOT_ALLOWED")
+
+
+def provider_rate_limited(provider: str, status: int, code: str) -> Unavailable:
+    return Unavailable(f"provider {provider!r} is rate limiting ({_http(status, code)})", reason="PROVIDER_RATE_LIMITED")
 
 
 def provider_error(provider: str, detail: str) -> Unavailable:
     return Unavailable(f"provider {provider!r} failed: {detail}", reason="PROVIDER_ERROR")
 
 
-def provider_rejected_key(provider: str, status: int, excerpt: str) -> FailedPrecondition:
-    return FailedPrecondition(
-        f"provider {provider!r} rejected the API key (HTTP {status}){_colon(excerpt)}", reason="PROVIDER_REJECTED_KEY"
-    )
+def provider_failed(provider: str, status: int, code: str) -> Unavailable:
+    return provider_error(provider, _http(status, code))
 
 
-def provider_rejected_request(provider: str, status: int, excerpt: str) -> FailedPrecondition:
-    return FailedPrecondition(
-        f"provider {provider!r} rejected the request (HTTP {status}){_colon(excerpt)}",
-        reason="PROVIDER_REJECTED_REQUEST",
-    )
+def provider_reported_error(provider: str, code: str) -> Unavailable:
+    return provider_error(provider, "it reported an error in its reply" + (f" ({code})" if code else ""))
+
+
+def provider_rejected_key(provider: str, status: int, code: str) -> FailedPrecondition:
+    return FailedPrecondition(f"provider {provider!r} rejected the API key ({_http(status, code)})",
+                              reason="PROVIDER_REJECTED_KEY")
+
+
+def provider_rejected_request(provider: str, status: int, code: str) -> FailedPrecondition:
+    return FailedPrecondition(f"provider {provider!r} rejected the request ({_http(status, code)})",
+                              reason="PROVIDER_REJECTED_REQUEST")
 
 
 def provider_bad_response(provider: str, detail: str) -> Internal:
@@ -86,11 +118,25 @@ def provider_stream_cut(provider: str) -> Unavailable:
     return Unavailable(f"provider {provider!r} ended the reply before it was complete", reason="PROVIDER_STREAM_CUT")
 
 
+def reply_too_large(provider: str, limit: int) -> ResourceExhausted:
+    return ResourceExhausted(
+        f"provider {provider!r} sent a reply larger than {limit:,} bytes, the limit "
+        "(LLMCHATLINKER_LLM_UNIT_MAX_REPLY_BYTES)", reason="PROVIDER_REPLY_TOO_LARGE",
+    )
+
+
 def generation_timeout(provider: str, seconds: float) -> DeadlineExceeded:
     return DeadlineExceeded(
         f"provider {provider!r} did not finish the reply within {seconds:.3g} s", reason="GENERATION_TIMEOUT"
     )
 
 
-def _colon(excerpt: str) -> str:
-    return f": {excerpt}" if excerpt else ""
+def _http(status: int, code: str) -> str:
+    """A provider's error answer as a caller sees it: the status, its standard phrase and the
+    provider's error code, never the provider's own words (an endpoint's error page may hold what
+    the caller must not read; the unit's log has them)."""
+    try:
+        phrase = f" {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        phrase = ""
+    return f"HTTP {status}{phrase}" + (f": {code}" if code else "")

@@ -4,6 +4,7 @@ Pure functions and small state machines, no I/O: the HTTP side lives in provider
 """
 
 import json
+import re
 from collections.abc import Sequence
 
 from services.llm_unit.service import Kind, Message
@@ -11,6 +12,8 @@ from services.llm_unit.service import Kind, Message
 # A line longer than this is not a protocol line; it also bounds what one reply can buffer.
 MAX_LINE_BYTES = 8 * 2**20
 _INT32_MAX = 2**31 - 1
+# A provider's error code as a caller may see it: a short identifier ("context_length_exceeded").
+_ERROR_CODE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 
 
 class ProtocolError(Exception):
@@ -18,7 +21,11 @@ class ProtocolError(Exception):
 
 
 class ReportedError(Exception):
-    """The provider reported an error inside an otherwise successful answer."""
+    """The provider reported an error inside an otherwise successful answer; `code` as error_code()."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def request_body(kind: Kind, model: str, messages: Sequence[Message]) -> bytes:
@@ -146,6 +153,26 @@ def error_text(body: bytes) -> str:
     return _error_message(error) if error else text
 
 
+def error_code(body: bytes) -> str:
+    """The code of an error answer (OpenAI's error.code, else error.type) when it is a short
+    identifier, else "": what of a provider's words reaches the caller."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return ""
+    return _code(parsed.get("error")) if isinstance(parsed, dict) else ""
+
+
+def _code(error: object) -> str:
+    if not isinstance(error, dict):
+        return ""
+    for field in ("code", "type"):
+        value = error.get(field)
+        if isinstance(value, str) and _ERROR_CODE.fullmatch(value):
+            return value
+    return ""
+
+
 def _error_message(error: object) -> str:
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         return error["message"]
@@ -181,4 +208,4 @@ def _count(value: object) -> int:
 def _raise_reported(chunk: dict) -> None:
     error = chunk.get("error")
     if error:
-        raise ReportedError(_error_message(error))
+        raise ReportedError(_error_message(error), _code(error))

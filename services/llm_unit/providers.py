@@ -14,17 +14,17 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from services.common.errors import DomainError
-from services.llm_unit import errors, protocols, service
+from services.llm_unit import errors, guard, keyring, protocols, service
+from services.llm_unit.addresses import Policy
 
 log = logging.getLogger(__name__)
 
-# Bytes of an error answer read to quote in the message, and how long to wait for them.
+# Bytes of an error answer read for its error code and the log, and how long to wait for them.
 ERROR_BODY_BYTES = 4096
 ERROR_BODY_SECONDS = 2.0
-# A whole (non-streamed) answer larger than this is refused.
-MAX_BODY_BYTES = 32 * 2**20
 # After the end marker, how long to wait for the end of the body so the connection can be reused.
 DRAIN_SECONDS = 0.1
 
@@ -38,16 +38,22 @@ class Final:
 
 
 class ProviderClient:
-    """Owns the one aiohttp session; open it with start() inside the event loop."""
+    """Owns the one aiohttp session; open it with start() inside the event loop. Opens a provider's
+    sealed API key only to send it."""
 
-    def __init__(self) -> None:
+    def __init__(self, keys: keyring.Keyring, addresses: Policy, max_reply_bytes: int,
+                 resolver: AbstractResolver | None = None) -> None:
+        self._keys = keys
+        self._max_reply_bytes = max_reply_bytes
+        self._addresses = addresses
+        self._resolver = resolver  # None: aiohttp's default (tests map names to addresses)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         # limit=0: hundreds of generations run at once and each holds its connection
         # for the whole reply; a pool cap would queue them (see floors.md).
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0),
+            connector=guard.Connector(self._addresses, self._resolver, limit=0),
             timeout=aiohttp.ClientTimeout(total=None),  # the generation deadline bounds every wait
         )
 
@@ -67,7 +73,7 @@ class ProviderClient:
         """
         if self._session is None:
             raise RuntimeError("ProviderClient.start() was not called")
-        reply = Reply(provider, deadline, budget)
+        reply = Reply(provider, self._api_key(provider), deadline, budget, self._max_reply_bytes)
         try:
             await reply.open(self._session, model, messages)
             yield reply
@@ -75,12 +81,25 @@ class ProviderClient:
         finally:
             reply.close()
 
+    def _api_key(self, provider: service.Provider) -> str | None:
+        if provider.sealed_api_key is None:
+            return None
+        try:
+            return self._keys.open(provider.sealed_api_key)
+        except keyring.Unreadable:
+            log.warning("provider %r: its stored API key does not open with %s", provider.name, keyring.VARIABLE)
+            raise errors.provider_key_unreadable(provider.name) from None
+
 
 class Reply:
     """One streamed answer: iterate for batches of content deltas (one per network read), then .final()."""
 
-    def __init__(self, provider: service.Provider, deadline: float, budget: float) -> None:
+    def __init__(self, provider: service.Provider, api_key: str | None, deadline: float, budget: float,
+                 max_bytes: int) -> None:
         self._provider = provider
+        self._api_key = api_key
+        self._max_bytes = max_bytes
+        self._received = 0
         self._deadline = deadline
         self._budget = budget
         self._response: aiohttp.ClientResponse | None = None
@@ -93,16 +112,17 @@ class Reply:
     async def open(self, session: aiohttp.ClientSession, model: str, messages: Sequence[service.Message]) -> None:
         provider = self._provider
         headers = {"Content-Type": "application/json"}
-        if provider.api_key:
-            headers["Authorization"] = f"Bearer {provider.api_key}"
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
         body = protocols.request_body(provider.kind, model, messages)
         self._response = await self._within_deadline(
             session.post(provider.api_endpoint, data=body, headers=headers, allow_redirects=False), opening=True
         )
         status = self._response.status
         if not 200 <= status < 300:
-            excerpt = service.excerpt(protocols.error_text(await self._error_body()), provider.api_key)
-            raise self._failed(_status_error(provider.name, status, excerpt), status)
+            body = await self._error_body()
+            excerpt = service.excerpt(protocols.error_text(body), self._api_key)
+            raise self._failed(_status_error(provider.name, status, protocols.error_code(body)), status, excerpt)
         content_type = self._response.content_type
         if provider.kind is service.Kind.OPENAI:
             if content_type == "application/json":
@@ -119,13 +139,16 @@ class Reply:
             raise StopAsyncIteration
         assert self._response is not None
         chunk = await self._within_deadline(self._response.content.readany(), opening=False)
+        self._received += len(chunk)
+        if self._received > self._max_bytes:  # leaving the reply's block hangs up on the provider
+            raise self._failed(errors.reply_too_large(self._provider.name, self._max_bytes))
         try:
             deltas = self._parse(chunk) if chunk else self._parse_end()
         except protocols.ProtocolError as error:
             raise self._failed(errors.provider_bad_response(self._provider.name, str(error))) from None
         except protocols.ReportedError as error:
-            excerpt = service.excerpt(str(error), self._provider.api_key)
-            raise self._failed(errors.provider_error(self._provider.name, excerpt)) from None
+            excerpt = service.excerpt(str(error), self._api_key)
+            raise self._failed(errors.provider_reported_error(self._provider.name, error.code), excerpt=excerpt) from None
         self._finished = self._events.done
         self._parts.extend(deltas)
         return deltas
@@ -152,8 +175,6 @@ class Reply:
     def _parse(self, chunk: bytes) -> list[str]:
         if self._whole_body is not None:
             self._whole_body += chunk
-            if len(self._whole_body) > MAX_BODY_BYTES:
-                raise protocols.ProtocolError(f"an answer larger than {MAX_BODY_BYTES} bytes")
             return []
         line = self._events.line
         return [text for text in map(line, self._lines.feed(chunk)) if text]
@@ -171,6 +192,7 @@ class Reply:
         """Awaits provider I/O, turning its failures into the unit's errors."""
         scope = asyncio.timeout_at(self._deadline)
         name = self._provider.name
+        detail = ""  # for the log only
         try:
             async with scope:
                 return await awaitable
@@ -178,13 +200,17 @@ class Reply:
             if scope.expired():
                 raise self._failed(errors.generation_timeout(name, self._budget)) from None
             failure = errors.provider_unreachable(name, _describe(error)) if opening else errors.provider_stream_cut(name)
+        except guard.AddressRefused as refused:
+            log.warning("provider %r: %s", name, refused)
+            failure = errors.provider_address_refused(name, refused.why)
         except aiohttp.ClientResponseError as error:  # an HTTP answer aiohttp could not parse
-            failure = errors.provider_bad_response(name, f"malformed HTTP ({error.message[:80]})")
+            # aiohttp's message may quote the answer's bytes: they go to the log, not the caller.
+            failure, detail = errors.provider_bad_response(name, "an answer that is not valid HTTP"), error.message
         except aiohttp.ClientPayloadError:
             failure = errors.provider_stream_cut(name)
         except (aiohttp.ClientError, OSError) as error:
             failure = errors.provider_unreachable(name, _describe(error)) if opening else errors.provider_stream_cut(name)
-        raise self._failed(failure) from None
+        raise self._failed(failure, excerpt=service.excerpt(str(detail), self._api_key)) from None
 
     async def _error_body(self) -> bytes:
         assert self._response is not None
@@ -207,21 +233,23 @@ class Reply:
                 while await content.readany():
                     pass
 
-    def _failed(self, error: DomainError, status: int | None = None) -> DomainError:
-        # The message names the provider and its status, and carries no key: it is safe to log.
-        log.warning("generation failed [%s%s]: %s", error.reason, f", HTTP {status}" if status else "", error.message)
+    def _failed(self, error: DomainError, status: int | None = None, excerpt: str = "") -> DomainError:
+        # The message names the provider and its status, and carries no key: it is safe to log. The
+        # provider's own words (the excerpt, its key blotted out) are for the log only.
+        log.warning("generation failed [%s%s]: %s%s", error.reason, f", HTTP {status}" if status else "", error.message,
+                    f"; it answered: {excerpt}" if excerpt else "")
         return error
 
 
-def _status_error(provider: str, status: int, excerpt: str) -> DomainError:
+def _status_error(provider: str, status: int, code: str) -> DomainError:
     if status in (401, 403):
-        return errors.provider_rejected_key(provider, status, excerpt)
+        return errors.provider_rejected_key(provider, status, code)
     if status == 429:
-        return errors.provider_rate_limited(provider, status, excerpt)
+        return errors.provider_rate_limited(provider, status, code)
     if status >= 500:
-        return errors.provider_error(provider, f"HTTP {status}" + (f": {excerpt}" if excerpt else ""))
+        return errors.provider_failed(provider, status, code)
     if 400 <= status < 500:
-        return errors.provider_rejected_request(provider, status, excerpt)
+        return errors.provider_rejected_request(provider, status, code)
     return errors.provider_bad_response(provider, f"HTTP {status} (redirects are not followed)")
 
 

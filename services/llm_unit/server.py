@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from aiohttp.abc import AbstractResolver
+
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
 from llmchatlinker.llm.v1 import llm_service_pb2_grpc as pb_grpc
 from services.common import paging
@@ -19,10 +21,11 @@ from services.common.logs import configure_logging
 from services.common.protoconv import timestamp
 from services.common.retention import Pruner
 from services.common.serving import AsyncServer, failing_in_one_line
-from services.llm_unit import errors, service, store
+from services.llm_unit import errors, keyring, service, store
 from services.common.readcache import ReadCache
 from services.llm_unit.config import Settings
 from services.llm_unit.errors import DOMAIN
+from services.llm_unit.addresses import Policy
 from services.llm_unit.providers import ProviderClient
 
 log = logging.getLogger(__name__)
@@ -37,8 +40,11 @@ _KIND_NUMBERS = {kind: number for number, kind in _KINDS.items()}
 
 class LlmServicer(pb_grpc.LlmServiceServicer):
     def __init__(self, database: Database, executor: ThreadPoolExecutor, providers: ProviderClient,
-                 generation_timeout_ms: int, models: ReadCache[tuple[service.Llm, service.Provider]]) -> None:
+                 generation_timeout_ms: int, models: ReadCache[tuple[service.Llm, service.Provider]],
+                 keys: keyring.Keyring, addresses: Policy) -> None:
         self._database = database
+        self._keys = keys
+        self._addresses = addresses
         self._executor = executor
         self._providers = providers
         self._generation_timeout_ms = generation_timeout_ms
@@ -48,7 +54,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
     @maps_errors(DOMAIN)
     async def CreateProvider(self, request, context):
         fields = service.new_provider(request.name, request.api_endpoint, _kind(request.kind),
-                                      request.api_key if request.HasField("api_key") else None)
+                                      _optional(request, "api_key"), self._keys.seal, self._addresses)
         return await self._mutate(
             request.request_id, pb.CreateProviderResponse,
             lambda session: pb.CreateProviderResponse(provider=_provider(store.create_provider(session, fields))),
@@ -60,7 +66,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         provider_id = service.required_id(request.provider_id, "provider_id")
         changes = service.provider_changes(
             _optional(request, "name"), _optional(request, "api_endpoint"), _kind(request.kind),
-            _optional(request, "api_key"),
+            _optional(request, "api_key"), self._keys.seal, self._addresses,
         )
         return await self._mutate(
             request.request_id, pb.UpdateProviderResponse,
@@ -219,14 +225,26 @@ def _llm(llm: service.Llm) -> pb.Llm:
 class LlmUnitServer(AsyncServer):
     """The gRPC server plus what the unit owns: its database, the database threads, the HTTP session."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic,
+                 resolver: AbstractResolver | None = None) -> None:
+        """`resolver`: how provider names are looked up (default: aiohttp's; tests map names)."""
         self.database = Database(settings.database_url, settings.database_schema)
-        self.database.migrate(MIGRATIONS, store.metadata)
+        try:
+            keys = keyring.for_unit(settings.key_encryption_keys, self.database.is_sqlite,
+                                    self.database.sqlite_file, settings.address)
+            # Keys stored in plain text by an older version are sealed by migration llm_unit_0002.
+            self.database.migrate(MIGRATIONS, store.metadata, {"keyring": keys})
+            if keys.rotating:
+                _reseal(self.database, keys)
+        except BaseException:
+            self.database.dispose()
+            raise
         self._executor = ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="llm-unit-db")
-        self._providers = ProviderClient()
+        addresses = Policy(allow_private=settings.allow_private_endpoints)
+        self._providers = ProviderClient(keys, addresses, settings.max_reply_bytes, resolver)
         models = ReadCache(settings.model_cache_ttl_ms / 1000, clock=clock)
         servicer = LlmServicer(self.database, self._executor, self._providers, settings.generation_timeout_ms,
-                               models)
+                               models, keys, addresses)
         self._pruner = Pruner(self.database, store.RETENTION_RULES, settings.retention)
         try:
             super().__init__(lambda server: pb_grpc.add_LlmServiceServicer_to_server(servicer, server),
@@ -251,6 +269,17 @@ class LlmUnitServer(AsyncServer):
     def _release(self) -> None:
         self._executor.shutdown(wait=True)
         self.database.dispose()
+
+
+def _reseal(database: Database, keys: keyring.Keyring) -> None:
+    """With older keys configured, seals the stored keys again with the first, so the older ones
+    can be dropped once every replica has started this way."""
+    with database.writing() as connection:
+        resealed, left = store.reseal_api_keys(connection, keys.reseal)
+    log.info("sealed %d provider API keys again with the first key-encryption key", resealed)
+    if left:
+        log.warning("%d provider API keys open with none of the key-encryption keys: their providers need "
+                    "them given again", left)
 
 
 def build_server(settings: Settings) -> LlmUnitServer:

@@ -4,10 +4,11 @@ import dataclasses
 import datetime
 import enum
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from services.common.limits import MAX_ID_CHARS
 from services.llm_unit import errors
+from services.llm_unit.addresses import Policy
 
 MAX_PROVIDER_NAME_CHARS = 100
 MAX_ENDPOINT_CHARS = 2_000
@@ -37,14 +38,15 @@ class Provider:
     name: str
     api_endpoint: str
     kind: Kind
-    # repr=False: a logged or printed record must not show the key.
-    api_key: str | None = dataclasses.field(repr=False)
+    # The API key as stored: sealed (keyring.py), opened only to call the provider. repr=False
+    # all the same: a logged or printed record shows no key in any form.
+    sealed_api_key: str | None = dataclasses.field(repr=False)
     created_at: datetime.datetime
     updated_at: datetime.datetime
 
     @property
     def has_api_key(self) -> bool:
-        return bool(self.api_key)
+        return self.sealed_api_key is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,18 +65,18 @@ class NewProvider:
     name: str
     api_endpoint: str
     kind: Kind
-    api_key: str | None = dataclasses.field(repr=False)
+    sealed_api_key: str | None = dataclasses.field(repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
 class ProviderChanges:
-    """None means unchanged; `replace_api_key` with `api_key` None removes the key."""
+    """None means unchanged; `replace_api_key` with `sealed_api_key` None removes the key."""
 
     name: str | None
     api_endpoint: str | None
     kind: Kind | None
     replace_api_key: bool
-    api_key: str | None = dataclasses.field(repr=False)
+    sealed_api_key: str | None = dataclasses.field(repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,26 +113,45 @@ def required_id(value: str, field: str) -> str:
     return value
 
 
-def new_provider(name: str, api_endpoint: str, kind: Kind | None, api_key: str | None) -> NewProvider:
+Seal = Callable[[str], str]
+
+
+def new_provider(name: str, api_endpoint: str, kind: Kind | None, api_key: str | None, seal: Seal,
+                 addresses: Policy) -> NewProvider:
+    """`seal` turns a valid key into its stored form; `addresses` says which hosts are refused."""
     return NewProvider(
         name=provider_name(name),
-        api_endpoint=endpoint(api_endpoint),
+        api_endpoint=endpoint(api_endpoint, addresses),
         kind=kind or Kind.OPENAI,
-        api_key=key(api_key),
+        sealed_api_key=_sealed(key(api_key), seal),
     )
 
 
 def provider_changes(
-    name: str | None, api_endpoint: str | None, kind: Kind | None, api_key: str | None
+    name: str | None, api_endpoint: str | None, kind: Kind | None, api_key: str | None, seal: Seal,
+    addresses: Policy,
 ) -> ProviderChanges:
     """Absent (None) fields stay unchanged; an empty api_key removes the key."""
     return ProviderChanges(
         name=None if name is None else provider_name(name),
-        api_endpoint=None if api_endpoint is None else endpoint(api_endpoint),
+        api_endpoint=None if api_endpoint is None else endpoint(api_endpoint, addresses),
         kind=kind,
         replace_api_key=api_key is not None,
-        api_key=key(api_key),
+        sealed_api_key=_sealed(key(api_key), seal),
     )
+
+
+def _sealed(api_key: str | None, seal: Seal) -> str | None:
+    return None if api_key is None else seal(api_key)
+
+
+def check_key_follows_endpoint(endpoint_now: str, has_key: bool, changes: ProviderChanges) -> None:
+    """A stored key is only ever sent to the endpoint it was given with: moving the endpoint of a
+    provider that has a key needs the key (or an empty one, for none) in the same request, or any
+    caller could point the provider at a host of theirs and collect the key with the next reply."""
+    moves = changes.api_endpoint is not None and changes.api_endpoint != endpoint_now
+    if moves and has_key and not changes.replace_api_key:
+        raise errors.key_needed_for_new_endpoint()
 
 
 def new_llm(name: str, context_max_messages: int | None, context_max_chars: int | None) -> NewLlm:
@@ -159,7 +180,8 @@ def llm_name(value: str) -> str:
     return _text(value, MAX_LLM_NAME_CHARS, "llm name", "INVALID_LLM_NAME")
 
 
-def endpoint(value: str) -> str:
+def endpoint(value: str, addresses: Policy) -> str:
+    """An http(s) URL with a host that is not refused as such (a name is checked when it is called)."""
     url = value.strip()
     if not url or len(url) > MAX_ENDPOINT_CHARS:
         raise errors.invalid(f"api_endpoint must be 1 to {MAX_ENDPOINT_CHARS:,} characters", "INVALID_API_ENDPOINT")
@@ -172,6 +194,9 @@ def endpoint(value: str) -> str:
             or any(c.isspace() or not c.isprintable() for c in url)):
         raise errors.invalid(f"api_endpoint must be an http or https URL with a host, not {url[:100]!r}",
                              "INVALID_API_ENDPOINT")
+    refusal = addresses.host_refusal(parts.hostname)
+    if refusal is not None:
+        raise errors.endpoint_not_allowed(url, refusal)
     return url
 
 

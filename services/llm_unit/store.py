@@ -45,7 +45,8 @@ class ProviderRow(Base):
     name: orm.Mapped[str] = orm.mapped_column(sa.String(100))
     api_endpoint: orm.Mapped[str] = orm.mapped_column(sa.String(2000))
     kind: orm.Mapped[str] = orm.mapped_column(sa.String(16))
-    api_key: orm.Mapped[str | None] = orm.mapped_column(sa.String(4000))
+    # A Fernet token (services/llm_unit/keyring.py), never the key itself.
+    sealed_api_key: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
     created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
     updated_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
     deleted_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
@@ -110,7 +111,7 @@ def create_provider(session: orm.Session, fields: service.NewProvider) -> servic
     _check_provider_name_free(session, fields.name)
     now = utcnow()
     row = ProviderRow(id=str(uuid.uuid4()), name=fields.name, api_endpoint=fields.api_endpoint,
-                      kind=fields.kind.value, api_key=fields.api_key, created_at=now, updated_at=now)
+                      kind=fields.kind.value, sealed_api_key=fields.sealed_api_key, created_at=now, updated_at=now)
     session.add(row)
     session.flush()
     return _provider(row)
@@ -118,6 +119,7 @@ def create_provider(session: orm.Session, fields: service.NewProvider) -> servic
 
 def update_provider(session: orm.Session, provider_id: str, changes: service.ProviderChanges) -> service.Provider:
     row = _live_provider(session, provider_id)
+    service.check_key_follows_endpoint(row.api_endpoint, row.sealed_api_key is not None, changes)
     if changes.name is not None and changes.name != row.name:
         _check_provider_name_free(session, changes.name)
         row.name = changes.name
@@ -126,7 +128,7 @@ def update_provider(session: orm.Session, provider_id: str, changes: service.Pro
     if changes.kind is not None:
         row.kind = changes.kind.value
     if changes.replace_api_key:
-        row.api_key = changes.api_key
+        row.sealed_api_key = changes.sealed_api_key
     if session.is_modified(row):
         row.updated_at = utcnow()
     session.flush()
@@ -157,6 +159,26 @@ def list_providers(
     query = sa.select(*_PROVIDERS.c).where(_PROVIDERS.c.deleted_at.is_(None))
     rows, next_position = _page(connection, query, _PROVIDERS.c.seq, after, limit)
     return [_provider(row) for row in rows], next_position
+
+
+def reseal_api_keys(connection: sa.Connection, reseal: Callable[[str], str | None]) -> tuple[int, int]:
+    """Seals every stored key again with `reseal` (None: it cannot); (resealed, unreadable).
+
+    Each row is written only if its key is still the one read, so a key set meanwhile (through
+    another replica) is never replaced by an older one."""
+    table = _PROVIDERS
+    rows = connection.execute(sa.select(table.c.id, table.c.sealed_api_key)
+                              .where(table.c.sealed_api_key.is_not(None))).all()
+    resealed = left = 0
+    for provider_id, sealed in rows:
+        fresh = reseal(sealed)
+        if fresh is None:
+            left += 1
+            continue
+        written = connection.execute(sa.update(table).where(table.c.id == provider_id, table.c.sealed_api_key == sealed)
+                                     .values(sealed_api_key=fresh))
+        resealed += written.rowcount
+    return resealed, left
 
 
 # Models.
@@ -272,7 +294,7 @@ class _Prefixed:
 
 def _provider(row: ProviderRow | _Prefixed) -> service.Provider:
     return service.Provider(provider_id=row.id, name=row.name, api_endpoint=row.api_endpoint,
-                            kind=service.Kind(row.kind), api_key=row.api_key,
+                            kind=service.Kind(row.kind), sealed_api_key=row.sealed_api_key,
                             created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))
 
 

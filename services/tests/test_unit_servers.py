@@ -28,6 +28,7 @@ from llmchatlinker.user.v1 import user_service_pb2 as user_pb
 from llmchatlinker.user.v1 import user_service_pb2_grpc as user_grpc
 from services.common.db import Database
 from services.common.errors import error_info
+from testkit.backends import TEST_KEY_ENCRYPTION_KEY
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -73,8 +74,11 @@ async def _maybe_await(value):
 @contextlib.asynccontextmanager
 async def running(unit: str, database_target, **options):
     """The unit on port 0 on the test's database (thread-pool or asyncio, as the unit is built)."""
+    # The llm_unit on PostgreSQL needs its key-encryption key given.
+    keys = {"key_encryption_keys": (TEST_KEY_ENCRYPTION_KEY,)} if unit == "llm_unit" else {}
     settings = _module(unit, "config").Settings(
-        address="127.0.0.1:0", database_url=database_target.url, database_schema=database_target.schema, **options)
+        address="127.0.0.1:0", database_url=database_target.url, database_schema=database_target.schema,
+        **keys, **options)
     server = _module(unit, "server").build_server(settings)
     await _maybe_await(server.start())
     try:

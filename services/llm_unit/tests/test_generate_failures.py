@@ -1,4 +1,7 @@
-"""How GenerateReply reports a misbehaving provider: status, reason, and a message naming it without its key."""
+"""How GenerateReply reports a misbehaving provider: status, reason, and a message naming it without its
+key, nor the provider's own words (its HTTP status and error code only)."""
+
+import logging
 
 import grpc
 import pytest
@@ -52,11 +55,34 @@ async def test_wrong_key_is_rejected_key(sqlite_unit, provider_server):
                             "PROVIDER_REJECTED_KEY", model="m@require_key=another-key")
 
 
-async def test_rejected_request_quotes_the_provider_with_the_key_blotted_out(sqlite_unit, provider_server):
+async def test_rejected_request_says_the_status_and_logs_the_answer_with_the_key_blotted_out(
+        sqlite_unit, provider_server, caplog):
     # The stand-in answers 400 quoting the bad option value, which here is the key itself.
     details = await failed_generation(sqlite_unit.stub, provider_server.openai_url, FAILED_PRECONDITION,
                                       "PROVIDER_REJECTED_REQUEST", model=f"m@tokens={SECRET}")
-    assert "HTTP 400" in details and "[redacted]" in details and "tokens" in details
+    assert details == "provider 'Acme Cloud' rejected the request (HTTP 400 Bad Request: invalid_request_error)"
+    assert "it answered: testkit: option tokens='[redacted]'" in caplog.text and SECRET not in caplog.text
+
+
+@pytest.mark.parametrize("body, shown", [
+    (b'{"error": {"message": "This model\'s maximum context length is 8192 tokens", '
+     b'"code": "context_length_exceeded"}}', "HTTP 400 Bad Request: context_length_exceeded"),
+    (b'{"error": {"message": "m", "type": "invalid_request_error", "code": "Not A Code!"}}',
+     "HTTP 400 Bad Request: invalid_request_error"),
+    (b'{"error": "model \'llama9\' not found"}', "HTTP 400 Bad Request"),
+    (b"<html><title>Admin console</title>internal-db-password=hunter2</html>", "HTTP 400 Bad Request"),
+])
+async def test_an_error_answer_reaches_the_caller_as_its_status_and_code_only(sqlite_unit, caplog, body, shown):
+    caplog.set_level(logging.WARNING)
+
+    async def answer(request):
+        return web.Response(body=body, status=400, content_type="application/json")
+
+    async with fake_provider(answer) as url:
+        details = await failed_generation(sqlite_unit.stub, url, FAILED_PRECONDITION, "PROVIDER_REJECTED_REQUEST")
+
+    assert details == f"provider 'Acme Cloud' rejected the request ({shown})"
+    assert "it answered:" in caplog.text  # the operator still sees the provider's words
 
 
 @pytest.mark.parametrize("status, code, reason", [
@@ -73,7 +99,7 @@ async def test_http_status_maps_to_reason(sqlite_unit, status, code, reason):
 
     async with fake_provider(answer) as url:
         details = await failed_generation(sqlite_unit.stub, url, code, reason)
-    assert str(status) in details
+    assert str(status) in details and "no luck" not in details
 
 
 async def test_answer_that_is_not_sse_or_json_is_a_bad_response(sqlite_unit):
@@ -87,12 +113,13 @@ async def test_answer_that_is_not_sse_or_json_is_a_bad_response(sqlite_unit):
 
 async def test_error_event_inside_the_stream_is_a_provider_error(sqlite_unit):
     async def answer(request):
-        body = b'data: {"choices":[{"delta":{"content":"par"}}]}\n\ndata: {"error":{"message":"overloaded"}}\n\n'
+        body = (b'data: {"choices":[{"delta":{"content":"par"}}]}\n\n'
+                b'data: {"error":{"message":"overloaded, try host 10.0.0.3","type":"server_error"}}\n\n')
         return web.Response(body=body, content_type="text/event-stream")
 
     async with fake_provider(answer) as url:
         details = await failed_generation(sqlite_unit.stub, url, UNAVAILABLE, "PROVIDER_ERROR")
-    assert "overloaded" in details
+    assert details == "provider 'Acme Cloud' failed: it reported an error in its reply (server_error)"
 
 
 async def test_stream_that_ends_without_done_is_cut_after_the_deltas_so_far(sqlite_unit):

@@ -31,7 +31,7 @@ from services.orchestrator.units.channels import GENERATION_DEADLINE_S, UNARY_DE
 from services.orchestrator.units.gateways import Units
 from testkit import LlmServer
 # AMQP_URL: the broker of the root conftest's `amqp_url` fixture (read here too: teardown outlives it).
-from testkit.backends import AMQP_URL, delete_queues, drop_schemas
+from testkit.backends import AMQP_URL, TEST_KEY_ENCRYPTION_KEY, delete_queues, drop_schemas
 
 # ---- RabbitMQ as a legacy client sees it ------------------------------------------------------
 
@@ -351,6 +351,8 @@ async def running_units(url: str, schema_prefix: str | None):
             config = importlib.import_module(f"services.{unit}.config")
             server = importlib.import_module(f"services.{unit}.server")
             options = {"database_schema": f"{schema_prefix}_{unit}"} if schema_prefix else {}
+            if schema_prefix and unit == "llm_unit":  # on PostgreSQL it needs a key-encryption key given
+                options["key_encryption_keys"] = (TEST_KEY_ENCRYPTION_KEY,)
             unit_url = url if schema_prefix else f"{url}/{unit}.db"
             built = server.build_server(config.Settings(address=ANY_PORT, database_url=unit_url, **options))
             servers[unit] = built

@@ -1,14 +1,14 @@
 """The indexes the pruner deletes by: ledger rows by age, soft-deleted rows by when they went.
 
-Revision ID: llm_unit_0002
-Revises: llm_unit_0001
+Revision ID: llm_unit_0003
+Revises: llm_unit_0002
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "llm_unit_0002"
-down_revision = "llm_unit_0001"
+revision = "llm_unit_0003"
+down_revision = "llm_unit_0002"
 branch_labels = None
 depends_on = None
 
