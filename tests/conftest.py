@@ -22,10 +22,10 @@ from llmchatlinker.llm.v1 import llm_service_pb2 as llm_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
 from services import healthcheck, launcher
 from testkit import run_in_thread
-from testkit.backends import AMQP_URL, POSTGRES_URL, delete_queues, drop_schemas, require_postgres, require_rabbitmq
+from testkit.backends import AMQP_URL, delete_queues
 from testkit.ports import free_ports
 from testkit.legacy_amqp import LegacyAmqpClient
-from testkit.suite import RunningSuite, suite_environment
+from testkit.suite import RunningSuite, on_rabbitmq_and_postgres
 
 READY_TIMEOUT_SECONDS = 90
 # The deadline of the replicas that meet stalling and dripping providers: short, so they are cut
@@ -69,27 +69,13 @@ def running(command: list[str], environ: dict[str, str], services):
 @pytest.fixture(scope="session")
 def suite(tmp_path_factory):
     """`llmchatlinker up`: the five services as separate processes, on RabbitMQ and PostgreSQL."""
-    require_rabbitmq()
-    require_postgres()
-    session = uuid.uuid4().hex[:10]
-    queue = f"e2e_{session}_instruction_queue"
-    schemas = {unit: f"e2e_{session}_{unit}" for unit in launcher.UNITS}
-    environ = suite_environment(tmp_path_factory.mktemp("suite") / "data", **{
-        "LLMCHATLINKER_AMQP_URL": AMQP_URL,
-        "LLMCHATLINKER_QUEUE": queue,
-        "LLMCHATLINKER_DATABASE_URL": POSTGRES_URL,
-        # A provider or unit out of reach is waited out for 1.5 s here rather than 120 s, so the
-        # tests of the final UNAVAILABLE answer stay quick (services/orchestrator/tests/test_outages.py
-        # covers the waiting itself).
-        "LLMCHATLINKER_OUTAGE_WAIT_MS": "1500",
-        **{launcher.variable(unit, "DATABASE_SCHEMA"): schema for unit, schema in schemas.items()},
-    })
-    try:
-        with running(["up"], environ, launcher.SERVICES) as output:
-            yield RunningSuite(environ, output, AMQP_URL, queue)
-    finally:
-        delete_queues(AMQP_URL, [queue, queue + ".dead"])
-        drop_schemas(POSTGRES_URL, schemas.values())
+    # A provider or unit out of reach is waited out for 1.5 s here rather than 120 s, so the tests
+    # of the final UNAVAILABLE answer stay quick (services/orchestrator/tests/test_outages.py
+    # covers the waiting itself).
+    with on_rabbitmq_and_postgres("e2e", tmp_path_factory.mktemp("suite") / "data",
+                                  LLMCHATLINKER_OUTAGE_WAIT_MS="1500") as (environ, queue), \
+            running(["up"], environ, launcher.SERVICES) as output:
+        yield RunningSuite(environ, output, AMQP_URL, queue)
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,10 @@ from llmchatlinker.client import Client
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
 from services import healthcheck, launcher
 from testkit import run_in_thread
-from testkit.backends import AMQP_URL, POSTGRES_URL, delete_queues, drop_schemas, require_postgres, require_rabbitmq
+from testkit.backends import AMQP_URL
 from testkit.legacy_amqp import LegacyAmqpClient
 from testkit.ports import free_ports
-from testkit.suite import suite_environment
+from testkit.suite import on_rabbitmq_and_postgres
 
 CHATS = 50
 TURNS = 20  # per chat: 1,000 instructions
@@ -60,21 +60,10 @@ class Process:
 
 @pytest.fixture
 def replicas_environment(tmp_path):
-    require_rabbitmq()
-    require_postgres()
-    session = uuid.uuid4().hex[:10]
-    queue = f"replicas_{session}_instruction_queue"
-    schemas = {unit: f"replicas_{session}_{unit}" for unit in launcher.UNITS}
-    environ = suite_environment(tmp_path / "data", **{
-        "LLMCHATLINKER_AMQP_URL": AMQP_URL,
-        # `up`'s own orchestrator takes a queue nobody uses: the replicas under test are started apart.
-        "LLMCHATLINKER_QUEUE": queue + "_unused",
-        "LLMCHATLINKER_DATABASE_URL": POSTGRES_URL,
-        **{launcher.variable(unit, "DATABASE_SCHEMA"): schema for unit, schema in schemas.items()},
-    })
-    yield environ, queue
-    delete_queues(AMQP_URL, [queue, queue + ".dead", queue + "_unused", queue + "_unused.dead"])
-    drop_schemas(POSTGRES_URL, schemas.values())
+    # `up`'s own orchestrator takes a queue nobody uses: the replicas under test are started apart.
+    with on_rabbitmq_and_postgres("replicas", tmp_path / "data") as (environ, queue):
+        environ["LLMCHATLINKER_QUEUE"] = queue + "_unused"
+        yield environ, queue
 
 
 def _replica_environment(suite_environ: dict[str, str], queue: str) -> dict[str, str]:

@@ -12,13 +12,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
 import pytest
 
 from services import healthcheck, launcher
-from testkit.backends import AMQP_URL, POSTGRES_URL, delete_queues, drop_schemas, require_postgres, require_rabbitmq
-from testkit.suite import suite_environment
+from testkit.backends import AMQP_URL
+from testkit.suite import on_rabbitmq_and_postgres
 from testkit.legacy_amqp import LegacyAmqpClient
 
 COUNT = 300
@@ -80,20 +79,8 @@ class Launched:
 
 @pytest.fixture
 def crash_environment(tmp_path):
-    require_rabbitmq()
-    require_postgres()
-    session = uuid.uuid4().hex[:10]
-    queue = f"crash_{session}_instruction_queue"
-    schemas = {unit: f"crash_{session}_{unit}" for unit in launcher.UNITS}
-    environ = suite_environment(tmp_path / "data", **{
-        "LLMCHATLINKER_AMQP_URL": AMQP_URL,
-        "LLMCHATLINKER_QUEUE": queue,
-        "LLMCHATLINKER_DATABASE_URL": POSTGRES_URL,
-        **{launcher.variable(unit, "DATABASE_SCHEMA"): schema for unit, schema in schemas.items()},
-    })
-    yield environ
-    delete_queues(AMQP_URL, [queue, queue + ".dead"])
-    drop_schemas(POSTGRES_URL, schemas.values())
+    with on_rabbitmq_and_postgres("crash", tmp_path / "data") as (environ, _queue):
+        yield environ
 
 
 def _state(pid: int) -> str:
