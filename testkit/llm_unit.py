@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import socket
 import time
 
@@ -151,3 +152,10 @@ async def fake_provider(handler):
         yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1/chat/completions"
     finally:
         await runner.cleanup()
+
+
+def assert_whole_tokens(deltas: list[str], tokens: list[str]) -> None:
+    """The deltas are the tokens in order, some joined (a busy relay joins what queued up), none split."""
+    assert "".join(deltas) == "".join(tokens)
+    boundaries = set(itertools.accumulate(len(token) for token in tokens))
+    assert set(itertools.accumulate(len(delta) for delta in deltas)) <= boundaries

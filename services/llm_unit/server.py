@@ -155,9 +155,12 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
             # A cancelled call may end while this generator is parked at a yield, where no
             # exception reaches it; the task's end still hangs up on the provider.
             asyncio.current_task().add_done_callback(reply.abort)
+            # The deltas of one network read go as one message: when this stream (or the event
+            # loop) is busy, more of them wait in the socket, so a busy relay sends fewer,
+            # larger messages, while an idle one sends each token as it comes.
             async for deltas in reply:
-                for text in deltas:
-                    yield pb.GenerateReplyResponse(delta=pb.TokenDelta(content=text))
+                if deltas:
+                    yield pb.GenerateReplyResponse(delta=pb.TokenDelta(content="".join(deltas)))
             final = reply.final()
             yield pb.GenerateReplyResponse(final=pb.FinalReply(
                 content=final.content, finish_reason=final.finish_reason,

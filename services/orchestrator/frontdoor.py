@@ -82,7 +82,7 @@ class OrchestratorServicer(orchestrator_grpc.OrchestratorServiceServicer):
             ))
             sequence = 0
             while not finished:
-                result = await listener.get()
+                result = await listener.next()
                 finished = result.final
                 sequence += 1
                 event = orchestrator_pb2.Result()

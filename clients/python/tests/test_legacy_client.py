@@ -191,7 +191,9 @@ def test_regenerate_adds_a_new_assistant_message(client, user, chat, model):
 
 
 def test_stream_llm_response_yields_token_deltas_then_the_reply(client, user, chat, model):
-    provider, llm = model
+    provider, _ = model
+    # Tokens 80 ms apart, past the 50 ms in which deltas to a reply queue are joined: several arrive.
+    llm = ok(client.add_llm(provider_id=provider["provider_id"], llm_name="echo-model@interval_ms=80"))["llm"]
     items = list(client.stream_llm_response(user_id=user["user_id"], chat_id=chat["chat_id"],
                                             provider_id=provider["provider_id"], llm_id=llm["llm_id"],
                                             user_input="one two three four"))

@@ -67,7 +67,7 @@ async def test_generation_deadline_cuts_off_a_stream_that_keeps_producing(sqlite
     deltas = []
     await expect_error(_collect(call, deltas), grpc.StatusCode.DEADLINE_EXCEEDED, "GENERATION_TIMEOUT")
 
-    assert deltas and deltas[:3] == ["t0 ", "t1 ", "t2 "]
+    assert deltas and "".join(deltas).startswith("t0 t1 t2 ")
     assert (await wait_for_stat(provider_server, "client_disconnected", 1))["client_disconnected"] == 1
 
 

@@ -3,7 +3,7 @@
 import asyncio
 
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
-from testkit.llm_unit import add_llm, add_model, generate, kit_json
+from testkit.llm_unit import add_llm, add_model, assert_whole_tokens, generate, kit_json
 
 
 async def test_hundred_concurrent_slow_generations_all_complete(sqlite_unit, provider_server):
@@ -29,4 +29,6 @@ async def test_concurrent_token_streams_arrive_whole_and_in_order(sqlite_unit, p
     results = await asyncio.gather(*(generate(sqlite_unit.stub, (llm, openai)[i % 2].llm_id) for i in range(60)))
 
     expected = [f"t{i} " for i in range(50)]
-    assert all(deltas == expected and final.content == "".join(expected) for deltas, final in results)
+    for deltas, final in results:
+        assert_whole_tokens(deltas, expected)
+        assert final.content == "".join(expected)

@@ -13,7 +13,8 @@ from services.orchestrator.queue.transport import Message, Transport
 
 Result = orchestrator_pb2.Result
 
-# A remote caller gets the deltas gathered over this long as one message.
+# A remote caller gets at most one delta message per this long: the first delta goes at once, the
+# ones that come within this long after a message go together when it is over.
 DELTA_BATCH_SECONDS = 0.05
 
 
@@ -41,29 +42,40 @@ class LocalDeltas:
 
 
 class BatchedDeltas:
-    """A protobuf caller elsewhere: the deltas of each DELTA_BATCH_SECONDS go as one message,
-    transient and unconfirmed (the final result is the one that must arrive)."""
+    """A protobuf caller elsewhere: a delta goes at once when none went in the last
+    DELTA_BATCH_SECONDS, else with the others of that window when it ends; transient and
+    unconfirmed (the final result is the one that must arrive)."""
 
     def __init__(self, transport: Transport, reply_to: str, correlation_id: str | None):
         self._transport, self._reply_to, self._correlation_id = transport, reply_to, correlation_id
         self._pending: Result | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._window: asyncio.TimerHandle | None = None  # set while a message went out lately
 
     def delta(self, result: Result) -> None:
         if self._pending is None:
             self._pending = Result()
             self._pending.CopyFrom(result)
-            self._timer = asyncio.get_running_loop().call_later(DELTA_BATCH_SECONDS, self.flush)
-            return
-        self._pending.delta.content += result.delta.content
-        self._pending.sequence = result.sequence
+        else:
+            self._pending.delta.content += result.delta.content
+            self._pending.sequence = result.sequence
+        if self._window is None:
+            self._window_over()
+
+    def _window_over(self) -> None:
+        """Sends what waited, and opens a window if anything went."""
+        self._window = None
+        if self._publish():
+            self._window = asyncio.get_running_loop().call_later(DELTA_BATCH_SECONDS, self._window_over)
 
     def flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._window is not None:
+            self._window.cancel()
+            self._window = None
+        self._publish()
+
+    def _publish(self) -> bool:
         if self._pending is None:
-            return
+            return False
         batch, self._pending = self._pending, None
         self._transport.publish_nowait(self._reply_to, Message(
             body=batch.SerializeToString(),
@@ -71,6 +83,7 @@ class BatchedDeltas:
             correlation_id=self._correlation_id,
             message_id=f"{batch.instruction_id}/{batch.sequence}",
         ))
+        return True
 
 
 def delta_route(transport: Transport, switchboard: Switchboard, message: Message, instruction_id: str):

@@ -17,22 +17,57 @@ Result = orchestrator_pb2.Result
 WITHDRAWN_MEMORY = 10_000
 
 
+class Listener:
+    """The events of one instruction for one Submit call, in order. Deltas that queue up while the
+    call is still writing an earlier event are taken as one delta: a busy stream gets fewer,
+    larger messages, an idle one each delta at once, and the text and order are the same."""
+
+    def __init__(self) -> None:
+        self._events: collections.deque[Result] = collections.deque()
+        self._arrived = asyncio.Event()
+
+    def put(self, result: Result) -> None:
+        self._events.append(result)
+        self._arrived.set()
+
+    async def next(self) -> Result:
+        while not self._events:
+            self._arrived.clear()
+            await self._arrived.wait()
+        first = self._events.popleft()
+        if not (_is_delta(first) and self._events and _is_delta(self._events[0])):
+            return first
+        merged = Result()
+        merged.CopyFrom(first)
+        parts = [first.delta.content]
+        while self._events and _is_delta(self._events[0]):
+            later = self._events.popleft()
+            parts.append(later.delta.content)
+            merged.sequence = later.sequence
+        merged.delta.content = "".join(parts)
+        return merged
+
+
+def _is_delta(result: Result) -> bool:
+    return result.WhichOneof("payload") == "delta"
+
+
 class Switchboard:
     """Connects the Submit calls of this process to the cycle runs and reply messages of their
     instructions, by instruction id (which is also the request's correlation id)."""
 
     def __init__(self) -> None:
-        self._listeners: dict[str, set[asyncio.Queue[Result]]] = {}
+        self._listeners: dict[str, set[Listener]] = {}
         self._executions: dict[str, asyncio.Task] = {}
         self._withdrawn: collections.OrderedDict[str, None] = collections.OrderedDict()
 
-    def listen(self, instruction_id: str) -> asyncio.Queue[Result]:
-        listener: asyncio.Queue[Result] = asyncio.Queue()
+    def listen(self, instruction_id: str) -> Listener:
+        listener = Listener()
         self._listeners.setdefault(instruction_id, set()).add(listener)
         self._withdrawn.pop(instruction_id, None)
         return listener
 
-    def forget(self, instruction_id: str, listener: asyncio.Queue[Result], finished: bool) -> None:
+    def forget(self, instruction_id: str, listener: Listener, finished: bool) -> None:
         """Called when a Submit call ends. The last caller to leave before the final result
         withdraws the instruction: its generation in progress here is cancelled, and if it has
         not started here yet it will not run."""
@@ -60,7 +95,7 @@ class Switchboard:
     def deliver(self, instruction_id: str, result: Result) -> bool:
         listeners = self._listeners.get(instruction_id)
         for listener in listeners or ():
-            listener.put_nowait(result)
+            listener.put(result)
         return bool(listeners)
 
     def on_reply(self, message: Message) -> None:

@@ -29,7 +29,8 @@ def _sent(units) -> list[tuple[str, str]]:
 
 
 async def test_generate_streams_deltas_then_stores_the_turn(units):
-    ada, chat_id, provider_id, llm_id = await _setup(units)
+    # Tokens 20 ms apart: each arrives alone, so each is relayed alone (a burst would go as one).
+    ada, chat_id, provider_id, llm_id = await _setup(units, "stand-in@interval_ms=20")
     result = await units.ok("LLM_RESPONSE_GENERATE", user_id=ada, chat_id=chat_id, provider_id=provider_id,
                             llm_id=llm_id, user_input="Which river is longest?")
     reply = result.llm_response.message
