@@ -12,11 +12,13 @@ from dataclasses import dataclass
 GRPC_UNARY = (0.65, 0.93)
 GRPC_STREAM_FIRST = (0.93, 2.1)
 GRPC_STREAM_CPU_PER_1000 = 0.04        # CPU-s per 1,000 messages, per side
+RABBIT_RPC = (0.65, 1.07)              # pika, persistent request, reply_to
 RABBIT_RPC_CONFIRMS = (0.81, 1.26)     # pika, persistent, confirms both ways
 RABBIT_PERSISTENT_MSG_S = 4100         # persistent + confirms, one queue
 SSE_FIRST_CHUNK = (0.66, 1.08)         # httpx keep-alive, time to first chunk
 SSE_50_EVENTS_MS = 1.4                 # whole 50-event stream, client side
 PG_COMMIT = (0.45, 0.77)
+PG_SELECT_BY_KEY = 0.32                # p50, in a default transaction
 AIOHTTP_WALL_S = {64: 0.51, 256: 0.54}  # 64 / 256 simultaneous 500 ms calls, one ClientSession
 
 
@@ -75,3 +77,18 @@ def instruction_latency(path: str, q: str) -> Floor:
 def broker_instruction_rate() -> Floor:
     # Request and reply are two persistent messages.
     return Floor(RABBIT_PERSISTENT_MSG_S / 2, "instr/s", "broker 4,100 persistent msg/s / 2 msgs each")
+
+
+def legacy_read_latency() -> Floor:
+    """A legacy USER_GET: the broker round trip, one gRPC hop to user_unit, one SELECT by key (p50)."""
+    value = RABBIT_RPC[0] + GRPC_UNARY[0] + PG_SELECT_BY_KEY
+    return Floor(round(value, 2), "ms", f"broker RPC {RABBIT_RPC[0]} + gRPC hop {GRPC_UNARY[0]} "
+                                        f"+ SELECT by key {PG_SELECT_BY_KEY}, p50")
+
+
+def legacy_create_latency() -> Floor:
+    """A legacy USER_CREATE: the broker round trip, the ledger lookup, the create and the ledger
+    store (a gRPC hop each, two of them with a commit), p50."""
+    value = RABBIT_RPC[0] + 3 * GRPC_UNARY[0] + 2 * PG_COMMIT[0]
+    return Floor(round(value, 2), "ms", f"broker RPC {RABBIT_RPC[0]} + 3 gRPC hops {GRPC_UNARY[0]} "
+                                        f"+ 2 commits {PG_COMMIT[0]}, p50")
