@@ -103,12 +103,14 @@ class Cycle:
     async def _settle_redelivery(self, message: Message, instruction: Instruction) -> bool:
         """A message delivered before and never acknowledged: maybe it finished (answer from the
         ledger), maybe it kills whoever runs it. Unfinished ones go back on the queue with their
-        delivery count raised, and at MAX_DELIVERIES to the dead-letter queue."""
+        delivery count raised, and at MAX_DELIVERIES to the dead-letter queue. A read has no
+        ledger entry: it is counted the same way (a read that kills its worker must end too) and
+        reads again when it comes round."""
         if instruction.instruction_id in self._running:
             return False  # still running here (our connection dropped meanwhile): join it
         if self._policy.put_back_here(message):
             return False  # this replica gave it back to wait out an outage: a try like any other
-        stored = await self._results.lookup(instruction.instruction_id)
+        stored = await self._results.lookup(instruction)
         if stored is None:
             await self._policy.count_failure(message, "the message was delivered and not finished",
                                              "DELIVERY_LIMIT_REACHED", instruction_type_of(instruction))
@@ -119,7 +121,8 @@ class Cycle:
         return True
 
     async def _result_of(self, message: Message, instruction: Instruction) -> Result | None:
-        """The instruction's final result: from a run in progress here, the ledger, or a new run."""
+        """The instruction's final result: from a run in progress here, the ledger (effects only),
+        or a new run."""
         instruction_id = instruction.instruction_id
         running = self._running.get(instruction_id)
         if running is not None:
@@ -127,7 +130,7 @@ class Cycle:
         future: asyncio.Future[Result | None] = asyncio.get_running_loop().create_future()
         self._running[instruction_id] = future
         try:
-            result = await self._results.lookup(instruction_id)
+            result = await self._results.lookup(instruction)
             if result is None and not self._withdrawn(message, instruction_id):
                 result = await self._execute(message, instruction)
                 if result is not None and self._policy.waits_out(instruction_id, result):
