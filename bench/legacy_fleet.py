@@ -77,6 +77,9 @@ class LegacyFleet:
         for _ in self._processes:
             self._take("ready")
 
+    def pids(self) -> list[int]:
+        return [process.pid for process in self._processes]
+
     def run(self, clients: int, calls: list[tuple[str, dict]]) -> FleetResult:
         """Each of `clients` processes makes its share of `calls` one after another; the rate is
         over the wall time from the common start to the last reply."""
