@@ -17,7 +17,7 @@ from bench.openai_client import OpenAiStreamer
 from bench.profiling import Profiler
 from bench.report import Figure
 from bench.submit_client import SubmitClient, channel
-from bench.suite import REPO, Suite, SuiteOptions, start_llm_server
+from bench.suite import REPO, Suite, SuiteOptions, delete_queues, start_llm_server
 from bench.world import World
 
 RESULTS = REPO / "bench" / "results"
@@ -82,7 +82,7 @@ async def _setup(args: argparse.Namespace, stack: contextlib.AsyncExitStack, log
                                queue=queue, max_in_flight=args.max_in_flight), log_dir)
     stack.callback(suite.stop)
     if queue:
-        stack.callback(_delete_queues, args.amqp_url, [queue, queue + ".dead"])
+        stack.callback(delete_queues, args.amqp_url, [queue, queue + ".dead"])
     await suite.start()
     print(f"  suite up: {', '.join(f'{n} pid {p.pid} :{p.port}' for n, p in suite.processes.items())}", flush=True)
     grpc_channel = channel(suite.orchestrator)
@@ -113,17 +113,6 @@ async def _calibrate(log_dir: Path, when: str) -> list[dict]:
               flush=True)
         results.append(result)
     return results
-
-
-def _delete_queues(amqp_url: str, names: list[str]) -> None:
-    import pika
-
-    with contextlib.suppress(Exception):
-        connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-        channel_ = connection.channel()
-        for name in names:
-            channel_.queue_delete(name)
-        connection.close()
 
 
 async def _run(args: argparse.Namespace) -> int:

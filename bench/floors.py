@@ -12,11 +12,12 @@ from dataclasses import dataclass
 GRPC_UNARY = (0.65, 0.93)
 GRPC_STREAM_FIRST = (0.93, 2.1)
 GRPC_STREAM_CPU_PER_1000 = 0.04        # CPU-s per 1,000 messages, per side
-RABBIT_RPC_CONFIRMS = (0.81, 1.26)     # pika, persistent, confirms both ways
+RABBIT_RPC = (0.65, 1.07)              # pika, persistent request, reply_to
 RABBIT_PERSISTENT_MSG_S = 4100         # persistent + confirms, one queue
 SSE_FIRST_CHUNK = (0.66, 1.08)         # httpx keep-alive, time to first chunk
 SSE_50_EVENTS_MS = 1.4                 # whole 50-event stream, client side
 PG_COMMIT = (0.45, 0.77)
+PG_SELECT_BY_KEY = 0.32                # p50, in a default transaction
 AIOHTTP_WALL_S = {64: 0.51, 256: 0.54}  # 64 / 256 simultaneous 500 ms calls, one ClientSession
 
 
@@ -60,18 +61,32 @@ def relay_added_token_ms() -> Floor:
     return Floor(0.2, "ms", "2 stream hops x ~0.1 ms per message")
 
 
-def instruction_latency(path: str, q: str) -> Floor:
-    """One USER_* instruction: transport in + one unit hop + result-ledger hop + one commit."""
+def instruction_latency(path: str, kind: str, q: str) -> Floor:
+    """One USER_* instruction: transport in and out, then its unit hops. A read (USER_GET) is one
+    hop to user_unit and a SELECT; an effect (USER_CREATE) looks the ledger up, writes, and
+    stores its result: three hops, two of them with a commit."""
     i = 0 if q == "p50" else 1
-    hops = 2 * GRPC_UNARY[i] + PG_COMMIT[i]
-    if path == "amqp":
-        value, first = hops + RABBIT_RPC_CONFIRMS[i], f"broker RPC {RABBIT_RPC_CONFIRMS[i]}"
+    if kind == "USER_GET":
+        hops, steps = GRPC_UNARY[i] + PG_SELECT_BY_KEY, f"1 gRPC hop {GRPC_UNARY[i]} + SELECT {PG_SELECT_BY_KEY}"
     else:
+        hops, steps = 3 * GRPC_UNARY[i] + 2 * PG_COMMIT[i], f"3 gRPC hops {GRPC_UNARY[i]} + 2 commits {PG_COMMIT[i]}"
+    if path == "amqp":
+        value, first = hops + RABBIT_RPC[i], f"broker RPC {RABBIT_RPC[i]}"
+    else:  # the front door's stream; the queue behind it is in-process by default (--amqp adds a broker)
         value, first = hops + GRPC_STREAM_FIRST[i], f"Submit stream {GRPC_STREAM_FIRST[i]}"
-    return Floor(round(value, 2), "ms",
-                 f"{first} + 2 gRPC hops {GRPC_UNARY[i]} + commit {PG_COMMIT[i]}, {q}")
+    return Floor(round(value, 2), "ms", f"{first} + {steps}, {q}")
 
 
 def broker_instruction_rate() -> Floor:
     # Request and reply are two persistent messages.
     return Floor(RABBIT_PERSISTENT_MSG_S / 2, "instr/s", "broker 4,100 persistent msg/s / 2 msgs each")
+
+
+def legacy_read_latency() -> Floor:
+    """A legacy USER_GET, p50."""
+    return instruction_latency("amqp", "USER_GET", "p50")
+
+
+def legacy_create_latency() -> Floor:
+    """A legacy USER_CREATE, p50."""
+    return instruction_latency("amqp", "USER_CREATE", "p50")

@@ -29,6 +29,14 @@ class Figure:
     met: bool | None = None
     higher_better: bool = False
     note: str = ""
+    # The original project's figure for the same workload, where one was measured (issue 18).
+    original: float | None = None
+
+    @property
+    def vs_original(self) -> float | None:
+        if self.us is None or not self.original:
+            return None
+        return self.us / self.original
 
     @property
     def vs_litellm(self) -> float | None:
@@ -74,8 +82,8 @@ def _verdict(figure: Figure) -> str:
     return ", ".join(parts) or "-"
 
 
-HEADER = ("#", "figure", "unit", "direct", "us", "LiteLLM", "us/LiteLLM", "floor", "us/floor", "target", "verdict",
-          "note")
+HEADER = ("#", "figure", "unit", "direct", "us", "LiteLLM", "us/LiteLLM", "original", "us/original", "floor",
+          "us/floor", "target", "verdict", "note")
 
 
 def rows(figures: list[Figure]) -> tuple[list[tuple[str, ...]], list[str]]:
@@ -88,7 +96,8 @@ def rows(figures: list[Figure]) -> tuple[list[tuple[str, ...]], list[str]]:
             key = footnotes.setdefault(figure.floor.built_from, chr(ord("a") + len(footnotes)))
             floor = f"{_number(figure.floor.value)} [{key}]"
         table.append((figure.scenario, figure.name, figure.unit, _number(figure.direct), _number(figure.us),
-                      _number(figure.litellm), _ratio(figure.vs_litellm), floor, _ratio(figure.vs_floor),
+                      _number(figure.litellm), _ratio(figure.vs_litellm), _number(figure.original),
+                      _ratio(figure.vs_original), floor, _ratio(figure.vs_floor),
                       figure.target or "-", _verdict(figure), figure.note))
     return table, [f"[{key}] {text}" for text, key in footnotes.items()]
 
@@ -138,5 +147,6 @@ def write_json(path: Path, figures: list[Figure], extra: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {**extra, "figures": [
         {**asdict(f), "floor": asdict(f.floor) if f.floor else None, "us_vs_litellm": f.vs_litellm,
-         "us_vs_floor": f.vs_floor, "ahead_of_litellm": f.ahead_of_litellm} for f in figures]}
+         "us_vs_floor": f.vs_floor, "ahead_of_litellm": f.ahead_of_litellm, "us_vs_original": f.vs_original}
+        for f in figures]}
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")

@@ -228,3 +228,15 @@ def _drop_pg_database(server_url: str, name: str) -> None:
     with contextlib.suppress(Exception), contextlib.closing(_pg_connect(server_url)) as connection, \
             connection.cursor() as cursor:
         cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def delete_queues(amqp_url: str, names: list[str]) -> None:
+    """Removes the bench's own queues from the broker, so runs leave nothing behind."""
+    import pika
+
+    with contextlib.suppress(Exception):
+        connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        channel = connection.channel()
+        for name in names:
+            channel.queue_delete(name)
+        connection.close()

@@ -46,7 +46,7 @@ def _calls(bench: Bench, stubs: dict) -> list[tuple[str, str, bool, object]]:
         return user_pb.BatchGetUsersRequest(user_ids=[world.speakers[c] for c in world.chats[:count]], omit_missing=True)
 
     return [
-        ("db_unit", "GetResults, 1 id (miss: every new instruction)", False,
+        ("db_unit", "GetResults, 1 id (miss: every new effect)", False,
          lambda: db.GetResults(db_pb.GetResultsRequest(instruction_ids=[uuid.uuid4().hex]), timeout=10)),
         ("db_unit", f"GetResults, {BATCH} ids (misses)", False,
          lambda: db.GetResults(db_pb.GetResultsRequest(instruction_ids=[uuid.uuid4().hex for _ in range(BATCH)]),

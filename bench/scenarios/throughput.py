@@ -25,7 +25,7 @@ def _figures(path: str, kind: str, n: int, result: LoadResult) -> list[Figure]:
     if result.errors:
         note += f"; {result.errors} errors: {result.first_error}"
     if n == 1:
-        rate_floor = floors.instruction_latency(path, "p50")
+        rate_floor = floors.instruction_latency(path, kind, "p50")
         rate_floor = floors.Floor(round(1000 / rate_floor.value), "instr/s", "1 / latency floor p50: "
                                   + rate_floor.built_from)
     else:
@@ -35,7 +35,7 @@ def _figures(path: str, kind: str, n: int, result: LoadResult) -> list[Figure]:
                       higher_better=True, note=note)]
     if n == 1:
         figures += [Figure("4", f"{kind} via {label}, 1 client, {q}", "ms", value,
-                           floor=floors.instruction_latency(path, q))
+                           floor=floors.instruction_latency(path, kind, q))
                     for q, value in (("p50", p50), ("p99", p99))]
     return figures
 

@@ -26,8 +26,6 @@ from __future__ import annotations
 import logging
 import uuid
 
-from google.protobuf import timestamp_pb2
-
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2_grpc as orchestrator_grpc
 from llmchatlinker.wire import instruction_type_of
@@ -71,25 +69,28 @@ class OrchestratorServicer(orchestrator_grpc.OrchestratorServiceServicer):
                 finished = True  # nothing was accepted: nothing to withdraw
                 raise Unavailable(f"the instruction queue is unavailable: {error}",
                                   reason="QUEUE_UNAVAILABLE") from None
-            accept_time = timestamp_pb2.Timestamp()
-            accept_time.GetCurrentTime()
-            yield orchestrator_pb2.SubmitResponse(result=orchestrator_pb2.Result(
-                instruction_id=instruction_id,
-                instruction_type=instruction_type_of(instruction),
-                sequence=0,
-                status=orchestrator_pb2.Status(code=0),
-                accepted=orchestrator_pb2.Accepted(accept_time=accept_time),
-            ))
+            yield _accepted(instruction_id, instruction_type_of(instruction))
             sequence = 0
             while not finished:
                 result = await listener.next()
                 finished = result.final
                 sequence += 1
-                event = orchestrator_pb2.Result()
-                event.CopyFrom(result)
+                # Built in place: one copy per event (the result may be shared with other listeners).
+                response = orchestrator_pb2.SubmitResponse()
+                response.result.CopyFrom(result)
                 # Numbered for this stream: remote deltas arrive batched, and a stored result keeps
                 # the numbering of the run that stored it.
-                event.sequence = sequence
-                yield orchestrator_pb2.SubmitResponse(result=event)
+                response.result.sequence = sequence
+                yield response
         finally:
             self._switchboard.forget(instruction_id, listener, finished)
+
+
+def _accepted(instruction_id: str, instruction_type: int) -> orchestrator_pb2.SubmitResponse:
+    """The stream's first event (sequence 0): the instruction is on the queue."""
+    response = orchestrator_pb2.SubmitResponse()
+    result = response.result
+    result.instruction_id, result.instruction_type = instruction_id, instruction_type
+    result.status.SetInParent()  # OK, present as on every event
+    result.accepted.accept_time.GetCurrentTime()
+    return response

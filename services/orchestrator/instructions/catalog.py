@@ -2,7 +2,8 @@
 
 A row gives the handler, the request field naming the chat it acts on (so a chat's instructions
 run in order), the field naming the users it concerns (for their instruction records), whether it
-is recorded, and what it changes that this process keeps (models, users' recording flags).
+is recorded, whether it only reads (then its result is not kept in the ledger), and what it
+changes that this process keeps (models, users' recording flags).
 Adding an instruction type: its message in the `Instruction` oneof, one row here, one handler.
 """
 
@@ -41,6 +42,9 @@ class Entry:
     # Recorded for the users it names whose recording is on. Reading or clearing the records is
     # not: listing would grow the list, and deleting would leave a record behind.
     recorded: bool = True
+    # Only reads: running it again has no effect to protect, so its result is not kept in the
+    # ledger and a repeated id reads again (what it reads may have changed meanwhile).
+    reads_only: bool = False
     # Changes models or providers: the models this process keeps are read afresh after it,
     # whether or not it went through (a timed-out call may have).
     changes_models: bool = False
@@ -52,37 +56,44 @@ CATALOG: dict[str, Entry] = {
     "user_create": Entry(users.user_create),
     "user_update": Entry(users.user_update, user_field="user_id", user_change=UserChange.UPDATES),
     "user_delete": Entry(users.user_delete, user_field="user_id", user_change=UserChange.DELETES),
-    "user_list": Entry(users.user_list),
-    "user_get": Entry(users.user_get, user_field="user_id"),
+    "user_list": Entry(users.user_list, reads_only=True),
+    "user_get": Entry(users.user_get, user_field="user_id", reads_only=True),
     "user_instruction_recording_enable": Entry(users.recording_enable, user_field="user_id",
                                                user_change=UserChange.UPDATES),
     "user_instruction_recording_disable": Entry(users.recording_disable, user_field="user_id",
                                                 user_change=UserChange.UPDATES),
     "user_instruction_records_delete": Entry(users.records_delete, user_field="user_id", recorded=False),
-    "user_instruction_records_list": Entry(users.records_list, user_field="user_id", recorded=False),
+    "user_instruction_records_list": Entry(users.records_list, user_field="user_id", recorded=False,
+                                           reads_only=True),
     "chat_create": Entry(chats.chat_create, user_field="user_ids"),
     "chat_update": Entry(chats.chat_update, chat_field="chat_id"),
     "chat_delete": Entry(chats.chat_delete, chat_field="chat_id"),
-    "chat_load": Entry(chats.chat_load, chat_field="chat_id"),
-    "chat_list": Entry(chats.chat_list),
-    "chat_list_by_user": Entry(chats.chat_list_by_user, user_field="user_id"),
+    "chat_load": Entry(chats.chat_load, chat_field="chat_id", reads_only=True),
+    "chat_list": Entry(chats.chat_list, reads_only=True),
+    "chat_list_by_user": Entry(chats.chat_list_by_user, user_field="user_id", reads_only=True),
     "llm_response_generate": Entry(generate.generate, chat_field="chat_id", user_field="user_id"),
     "llm_response_regenerate": Entry(generate.regenerate),
     "llm_provider_add": Entry(llms.provider_add),
     "llm_provider_update": Entry(llms.provider_update, changes_models=True),
     "llm_provider_delete": Entry(llms.provider_delete, changes_models=True),
-    "llm_provider_list": Entry(llms.provider_list),
+    "llm_provider_list": Entry(llms.provider_list, reads_only=True),
     "llm_add": Entry(llms.llm_add),
     "llm_update": Entry(llms.llm_update, changes_models=True),
     "llm_delete": Entry(llms.llm_delete, changes_models=True),
-    "llm_list": Entry(llms.llm_list),
-    "llm_list_by_provider": Entry(llms.llm_list_by_provider),
+    "llm_list": Entry(llms.llm_list, reads_only=True),
+    "llm_list_by_provider": Entry(llms.llm_list_by_provider, reads_only=True),
 }
 
 
 def entry_of(instruction: orchestrator_pb2.Instruction) -> Entry | None:
     """The catalog row of the instruction's type; None when it sets none (or one unknown here)."""
     return CATALOG.get(instruction.WhichOneof("instruction") or "")
+
+
+def reads_only(instruction: orchestrator_pb2.Instruction) -> bool:
+    """Whether the instruction only reads (an unknown type does not: its refusal is kept)."""
+    entry = entry_of(instruction)
+    return entry is not None and entry.reads_only
 
 
 def chat_id_of(instruction: orchestrator_pb2.Instruction) -> str:

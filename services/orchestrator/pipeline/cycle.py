@@ -125,13 +125,15 @@ class Cycle:
         """A message delivered before and never acknowledged: maybe it finished (answer from the
         ledger), maybe it kills whoever runs it. An unfinished one runs again where it is, so its
         chat's later instructions still come after it; its delivery is counted in db_unit (a
-        crash cannot lose that count), and at MAX_DELIVERIES it goes to the dead-letter queue."""
+        crash cannot lose that count), and at MAX_DELIVERIES it goes to the dead-letter queue. A
+        read has no ledger entry: it is counted the same way (a read that kills its worker must
+        end too) and reads again."""
         instruction_id = instruction.instruction_id
         if instruction_id in self._running:
             return False  # still running here (our connection dropped meanwhile): join it
         if self._policy.put_back_here(message):
             return False  # this replica gave it back to wait out an outage: a try like any other
-        stored = await self._results.lookup(instruction_id)
+        stored = await self._results.lookup(instruction)
         if stored is None:
             deliveries = message.deliveries + await self._results.count_delivery(instruction_id)
             if deliveries < MAX_DELIVERIES:
@@ -145,7 +147,8 @@ class Cycle:
         return True
 
     async def _result_of(self, message: Message, instruction: Instruction) -> Result | None:
-        """The instruction's final result: from a run in progress here, the ledger, or a new run."""
+        """The instruction's final result: from a run in progress here, the ledger (effects only),
+        or a new run."""
         instruction_id = instruction.instruction_id
         running = self._running.get(instruction_id)
         if running is not None:
@@ -153,7 +156,7 @@ class Cycle:
         future: asyncio.Future[Result | None] = asyncio.get_running_loop().create_future()
         self._running[instruction_id] = future
         try:
-            result = await self._results.lookup(instruction_id)
+            result = await self._results.lookup(instruction)
             if result is None and not self._withdrawn(message, instruction_id):
                 result = await self._execute(message, instruction)
                 if result is not None and self._policy.waits_out(instruction_id, result):

@@ -1,6 +1,9 @@
-"""Store: each final result is recorded for its users and kept in the ledger, linked to its instruction id.
+"""Store: each final result is recorded for its users and, for an instruction with an effect,
+kept in the ledger, linked to its instruction id.
 
-The ledger is what makes a redelivered instruction answer from memory instead of running again.
+The ledger is what makes a redelivered instruction answer from memory instead of applying its
+effect again. A read has no effect to protect: it is never looked up nor kept, and a repeated
+id reads again.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import grpc
 
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from services.common.limits import bounded_id
+from services.orchestrator.instructions.catalog import reads_only
 from services.orchestrator.instructions.recording import record_instruction
 from services.orchestrator.queue.transport import Message
 from services.orchestrator.units.gateways import Units
@@ -30,15 +34,24 @@ def instruction_id_for(instruction: Instruction, message: Message) -> str:
     return str(uuid.uuid4())
 
 
+def kept(instruction: Instruction) -> bool:
+    """Whether the instruction's result goes in the ledger: an effect's does, a read's does not."""
+    return not reads_only(instruction)
+
+
 class Results:
-    """Final results in db_unit's ledger (first writer wins), and the instruction records they make."""
+    """Final results of effects in db_unit's ledger (first writer wins), and the instruction
+    records that every final result makes."""
 
     def __init__(self, units: Units):
         self._units = units
 
-    async def lookup(self, instruction_id: str) -> Result | None:
-        """The stored final result of an instruction, or None when it has not finished."""
-        stored = await self._units.ledger.lookup(instruction_id)
+    async def lookup(self, instruction: Instruction) -> Result | None:
+        """The stored final result of an instruction, or None when it has not finished (or is a
+        read, whose result is never stored)."""
+        if not kept(instruction):
+            return None
+        stored = await self._units.ledger.lookup(instruction.instruction_id)
         return None if stored is None else Result.FromString(stored)
 
     async def count_delivery(self, instruction_id: str) -> int:
@@ -46,8 +59,8 @@ class Results:
         return await self._units.ledger.count_delivery(instruction_id)
 
     async def keep(self, instruction: Instruction, result: Result) -> Result:
-        """Records the instruction for its users, then stores the result; returns the stored one,
-        which is another run's when that run stored first.
+        """Records the instruction for its users, then stores the result of an effect; returns the
+        stored one, which is another run's when that run stored first.
 
         The record comes first because it is idempotent (keyed by the instruction id) while the
         ledger entry is what marks the instruction done: a crash between them repeats the record
@@ -61,6 +74,8 @@ class Results:
         if result.status.code in RETRYABLE_CODES:
             return result
         await record_instruction(self._units, instruction, result)
+        if not kept(instruction):
+            return result
         serialized = result.SerializeToString()
         stored = await self._units.ledger.put(result.instruction_id, serialized)
         return result if stored == serialized else Result.FromString(stored)

@@ -92,3 +92,9 @@ def test_request_ids_too_long_for_the_units_are_hashed_and_stay_distinct():
     first, second = request_id(long_id, "record:u1"), request_id(long_id, "record:u2")
     assert len(first) <= 128 and len(second) <= 128 and first != second
     assert first == request_id(long_id, "record:u1")
+
+
+def test_exactly_the_reads_skip_the_ledger():
+    reads = {name.upper() for name, entry in CATALOG.items() if entry.reads_only}
+    assert reads == {"USER_GET", "USER_LIST", "USER_INSTRUCTION_RECORDS_LIST", "CHAT_LOAD", "CHAT_LIST",
+                     "CHAT_LIST_BY_USER", "LLM_PROVIDER_LIST", "LLM_LIST", "LLM_LIST_BY_PROVIDER"}

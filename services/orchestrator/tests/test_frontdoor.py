@@ -1,5 +1,5 @@
 """OrchestratorService.Submit over RabbitMQ: the accepted event, live deltas, the final result,
-cancellation, answers from the ledger, and replicas that run each other's instructions."""
+cancellation, answers from the ledger (reads read again), and replicas that run each other's instructions."""
 
 import grpc
 import pytest
@@ -76,6 +76,18 @@ async def test_an_instruction_id_already_stored_is_answered_without_running_agai
     assert first[-1].user == again[-1].user and again[-1].status.code == 0
     assert [e.sequence for e in again] == [0, 1]
     assert [user.username for user in await suite.users()] == ["ada"]
+
+
+async def test_a_read_id_submitted_again_reads_again(suite, orchestrators, amqp_url, submit_stub, submit):
+    server = await orchestrators(suite, amqp_url)
+    read = pb.Instruction(instruction_id="read-users-once", user_list=pb.UserList())
+    async with submit_stub(server) as stub:
+        before = await submit(stub, read)
+        await submit(stub, pb.Instruction(user_create=pb.UserCreate(username="ada")))
+        again = await submit(stub, read)
+    assert list(before[-1].users.users) == []
+    assert [user.username for user in again[-1].users.users] == ["ada"]
+    assert [e.sequence for e in again] == [0, 1] and again[-1].status.code == 0
 
 
 async def test_a_replica_streams_results_of_its_instruction_run_by_another_replica(

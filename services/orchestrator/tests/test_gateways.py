@@ -152,6 +152,17 @@ async def test_user_checks_chat_contexts_and_turns_of_generations_at_once_share_
     assert 1 <= units.calls.count("BatchAppendMessages") < 8 and "AppendMessages" not in units.calls
 
 
+async def test_user_gets_at_once_share_batch_calls_and_a_missing_user_is_still_not_found(units):
+    user_ids = [await units.user(f"reader{i}") for i in range(8)]
+    units.calls.clear()
+    results = await asyncio.gather(*(units.run({"type": "USER_GET", "data": {"user_id": user_id}})
+                                     for user_id in user_ids + ["no-such-user"]))
+    assert [result.user.user_id for result in results[:-1]] == user_ids
+    assert (results[-1].status.code, results[-1].status.reason) == (grpc.StatusCode.NOT_FOUND.value[0],
+                                                                    "USER_NOT_FOUND")
+    assert 1 <= units.calls.count("BatchGetUsers") < 8 and units.calls.count("GetUser") == 1  # the missing one
+
+
 async def test_an_entry_that_fails_in_a_batch_gets_the_units_own_error(units):
     users, chats = units.gateways.users, units.gateways.chats
     ada = await units.user("ada")

@@ -97,3 +97,14 @@ async def test_a_record_unit_that_is_down_does_not_raise(units, caplog):
         await broken.close()
     assert "could not record instruction i" in caplog.text
     assert result.status.code == grpc.StatusCode.OK.value[0]
+
+
+async def test_a_user_get_learns_the_recording_flag_from_the_user_it_read(units):
+    """By id (a joined read) here; by username, GetUser keeps the flag the same way."""
+    ada = await units.user("ada")
+    await units.ok("USER_INSTRUCTION_RECORDING_ENABLE", user_id=ada)
+    units.gateways.users.flags.changed(ada, None)  # forgotten, as after another replica's change
+    del units.calls[:]
+    await _run_and_record(units, "USER_GET", instruction_id="get-1", user_id=ada)
+    assert units.calls == ["BatchGetUsers", "CreateRecord"]  # no second read of ada to learn her flag
+    assert [r.instruction_id for r in await _records(units, ada)] == ["get-1"]

@@ -25,6 +25,14 @@ class UserGateway(DeadlinedStub):
         self.flags = flags or RecordingFlags()
         self._checks: Batcher[str, user_pb2.User | None] = Batcher(self._batch_live_users)
 
+    async def GetUser(self, request: user_pb2.GetUserRequest) -> user_pb2.GetUserResponse:  # noqa: N802 - the unit's method
+        """UserService.GetUser; the user read keeps its recording flag fresh, so recording a
+        USER_GET costs no second read of the same user."""
+        began = self.flags.tick()
+        response = await self._stub.GetUser(request, timeout=self._deadline_s)
+        self._keep_flags(began, [response.user.user_id], [response.user])
+        return response
+
     async def get_user(self, user_id: str) -> user_pb2.User:
         """A live user; the unit's own error otherwise (NOT_FOUND, INVALID_ARGUMENT)."""
         return (await self.GetUser(user_pb2.GetUserRequest(user_id=user_id))).user
