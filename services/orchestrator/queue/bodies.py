@@ -102,3 +102,27 @@ def _from_protobuf(body: bytes) -> orchestrator_pb2.Instruction:
             raise DecodeError("the instruction's type is unknown to this orchestrator", UNKNOWN_INSTRUCTION_TYPE)
         raise DecodeError("the instruction sets no instruction type", MALFORMED_INSTRUCTION)
     return instruction
+
+
+# A JSON "api_key" member's string value, wherever it stands and whether or not the rest parses.
+_JSON_API_KEY = re.compile(rb'("api_key"\s*:\s*)"(?:[^"\\]|\\.)*"', re.S)
+REDACTED = "[redacted]"
+
+
+def without_provider_keys(body: bytes, content_type: str | None) -> bytes:
+    """The body with any provider API key it carries blanked out, for a copy that is kept (a dead
+    letter): a key must not outlive its provider on the broker's disk. A protobuf body that does
+    not parse is kept as it is (it names no field)."""
+    if not is_protobuf(content_type):
+        return _JSON_API_KEY.sub(rb'\1"' + REDACTED.encode() + rb'"', body)
+    try:
+        instruction = orchestrator_pb2.Instruction.FromString(body)
+    except Exception:  # noqa: BLE001 - not an instruction: nothing to find in it
+        return body
+    changed = False
+    for field in ("llm_provider_add", "llm_provider_update"):
+        request = getattr(instruction, field)
+        if instruction.HasField(field) and request.HasField("api_key"):
+            request.api_key = REDACTED
+            changed = True
+    return instruction.SerializeToString() if changed else body

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
-from services.orchestrator.queue.bodies import encode_result
+from services.orchestrator.queue.bodies import encode_result, without_provider_keys
 from services.orchestrator.queue.transport import (
     DELIVERY_COUNT_HEADER, FAILURE_HEADER, FAILURE_REASON_HEADER, ORIGIN_QUEUE_HEADER, Message, Transport,
     dead_letter_queue_name, reply_queue_name,
@@ -52,12 +52,15 @@ class Outbox:
         ), persistent=durable, confirm=durable)
 
     async def dead_letter(self, message: Message, failure: str, reason: str) -> None:
-        """Keeps the raw message, with why it failed and where it came from, on the dead-letter queue."""
-        await self._transport.publish(dead_letter_queue_name(self._transport.queue), _copy(message, {
+        """Keeps the message, with why it failed and where it came from, on the dead-letter queue:
+        as it came, but for any provider API key in it, which is blanked out."""
+        kept = _copy(message, {
             FAILURE_HEADER: failure,
             FAILURE_REASON_HEADER: reason,
             ORIGIN_QUEUE_HEADER: self._transport.queue,
-        }))
+        })
+        kept.body = without_provider_keys(message.body, message.content_type)
+        await self._transport.publish(dead_letter_queue_name(self._transport.queue), kept)
 
     async def republish(self, message: Message, deliveries: int) -> None:
         """Puts a message that was delivered and never finished back on the queue, counting it."""

@@ -64,3 +64,24 @@ async def test_300_poison_bodies_are_each_answered_and_dead_lettered_and_the_nex
     assert sorted(props.message_id for props, _ in dead) == sorted(f"{name}/{r}" for name in POISON for r in range(20))
     assert await blocking_call(client.message_count, queue_name) == 0
     assert [user.username for user in await suite.users()] == ["after_the_poison"]
+
+
+async def test_a_dead_letter_keeps_no_provider_key(suite, orchestrators, amqp_url, legacy, blocking_call):
+    """A provider instruction that is refused is kept on the dead-letter queue without its key,
+    in JSON (parsed or not) and in protobuf."""
+    server = await orchestrators(suite, amqp_url)
+    client = await blocking_call(legacy)
+    canary = "sk-canary-0123456789"
+    bodies = [
+        (json.dumps({"type": "LLM_PROVIDER_ADD", "data": {"name": 5, "api_endpoint": "x", "api_key": canary}}).encode(),
+         None),
+        (b'{"type": "LLM_PROVIDER_UPDATE", "data": {"api_key" : "' + canary.encode() + b'", "provider_id": ', None),
+        (pb.Instruction(llm_provider_add=pb.LlmProviderAdd(name="x" * 1000, api_endpoint="http://h/v1", api_key=canary),
+                        instruction_id="i" * 200).SerializeToString(), PROTOBUF),
+    ]
+    sent = [await blocking_call(client.publish, body, content_type=content_type) for body, content_type in bodies]
+    await blocking_call(client.wait, sent, lambda body: True, 60)
+
+    dead = await blocking_call(client.take_all, server.transport.dead_letter_queue)
+    assert len(dead) == len(bodies)
+    assert all(canary.encode() not in body and b"[redacted]" in body for _, body in dead)
