@@ -165,32 +165,36 @@ class DeliveryPolicy:
         if deliveries >= MAX_DELIVERIES:
             await self.give_up(message, failure, reason, instruction_type, deliveries)
             return
-        try:
-            await self._outbox.republish(message, deliveries)
-        except Exception:  # noqa: BLE001 - the broker is gone too: leave the message to it
-            log.exception("message %s: cannot republish; requeueing", name_of(message))
-            self._transport.requeue(message)
-            log_settled("requeued (cannot republish)", message)
-            return
-        self._transport.ack(message)
-        log_settled(f"republished as delivery {deliveries}, acked", message)
+        await self._publish_then_ack(message, lambda: self._outbox.republish(message, deliveries), "republish",
+                                     f"republished as delivery {deliveries}, acked")
 
     async def give_up(self, message: Message, failure: str, reason: str, instruction_type: int,
                       deliveries: int) -> None:
         """A message past MAX_DELIVERIES: dead-lettered, answered ABORTED, acknowledged."""
         failure = f"{failure}; gave up after {deliveries} deliveries"
-        try:
+
+        async def dead_letter_and_answer() -> None:
             await self._outbox.dead_letter(message, failure, reason)
             await self._answer(message, failed_result(
                 _id_of(message), instruction_type, orchestrator_status(grpc.StatusCode.ABORTED, failure, reason),
                 sequence=1))
+
+        await self._publish_then_ack(message, dead_letter_and_answer, "dead-letter",
+                                     f"dead-lettered after {deliveries} deliveries, answered ABORTED, acked")
+
+    async def _publish_then_ack(self, message: Message, publish: Callable[[], Awaitable[None]], what: str,
+                                settled: str) -> None:
+        """Acknowledges once `publish` has put what stands for the message on the broker; when it
+        cannot (the broker is gone too), gives the message back to the broker instead."""
+        try:
+            await publish()
         except Exception:  # noqa: BLE001 - the broker is gone too: leave the message to it
-            log.exception("message %s: cannot dead-letter; requeueing", name_of(message))
+            log.exception("message %s: cannot %s; requeueing", name_of(message), what)
             self._transport.requeue(message)
-            log_settled("requeued (cannot dead-letter)", message)
+            log_settled(f"requeued (cannot {what})", message)
             return
         self._transport.ack(message)
-        log_settled(f"dead-lettered after {deliveries} deliveries, answered ABORTED, acked", message)
+        log_settled(settled, message)
 
     async def reject(self, message: Message, error: DecodeError) -> None:
         """A body that is no instruction: dead-lettered, answered INVALID_ARGUMENT, acknowledged."""
