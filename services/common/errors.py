@@ -53,6 +53,10 @@ class FailedPrecondition(DomainError, code=grpc.StatusCode.FAILED_PRECONDITION):
     """The request is well formed but the state it needs is not there."""
 
 
+class Aborted(DomainError, code=grpc.StatusCode.ABORTED):
+    """The operation stopped because of something that happened alongside it."""
+
+
 class Unavailable(DomainError, code=grpc.StatusCode.UNAVAILABLE):
     """Something the service needs cannot be reached right now; trying again may succeed."""
 

@@ -85,6 +85,16 @@ CATALOG: dict[str, Entry] = {
 }
 
 
+# Handlers that read first and call `run.before_effects()` before their first effect: the cycle
+# looks their instruction up in the ledger alongside those reads instead of before them (the
+# generations, whose time to first token the lookup would otherwise add to).
+LOOKED_UP_ALONGSIDE = frozenset({"llm_response_generate", "llm_response_regenerate"})
+
+
+def looked_up_alongside(instruction: orchestrator_pb2.Instruction) -> bool:
+    return instruction.WhichOneof("instruction") in LOOKED_UP_ALONGSIDE
+
+
 def entry_of(instruction: orchestrator_pb2.Instruction) -> Entry | None:
     """The catalog row of the instruction's type; None when it sets none (or one unknown here)."""
     return CATALOG.get(instruction.WhichOneof("instruction") or "")

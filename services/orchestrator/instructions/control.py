@@ -14,7 +14,7 @@ from llmchatlinker.wire import instruction_type_of
 from services.common.errors import Internal, InvalidArgument
 from services.orchestrator.errors import failed_result, status_of
 from services.orchestrator.instructions.catalog import entry_of
-from services.orchestrator.instructions.run import Emit, Run
+from services.orchestrator.instructions.run import Emit, Gate, Run
 from services.orchestrator.units.gateways import Units
 
 _OK = grpc.StatusCode.OK.value[0]
@@ -26,8 +26,10 @@ class ControlUnit:
     def __init__(self, units: Units):
         self._units = units
 
-    async def execute(self, instruction: orchestrator_pb2.Instruction, emit: Emit) -> orchestrator_pb2.Result:
+    async def execute(self, instruction: orchestrator_pb2.Instruction, emit: Emit,
+                      gate: Gate | None = None) -> orchestrator_pb2.Result:
         """Runs an instruction and returns its final Result (sequence 0: the caller numbers events).
+        A `gate` is what the handler awaits before its first effect (Run.before_effects).
 
         Progress events (token deltas) go to `emit` as non-final Results, in order, before the
         final one is returned. Errors of the instruction, including a unit's, come back in the
@@ -43,7 +45,7 @@ class ControlUnit:
                 raise Internal(f"this orchestrator has no handler for {kind.upper()}",
                                reason="INSTRUCTION_NOT_IN_CATALOG")
             try:
-                payload = await entry.handler(Run(self._units, instruction, emit), getattr(instruction, kind))
+                payload = await entry.handler(Run(self._units, instruction, emit, gate), getattr(instruction, kind))
             finally:
                 if entry.changes_models:
                     self._units.models.models_changed()

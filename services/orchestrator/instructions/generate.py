@@ -54,6 +54,7 @@ async def generate(run: Run, request: orchestrator_pb2.LlmResponseGenerate) -> P
                               f"not {request.provider_id!r}", reason="LLM_PROVIDER_MISMATCH",
                               llmId=llm.llm_id, providerId=request.provider_id)
 
+    await run.before_effects()
     final = await _generate(run, llm, history + [llm_pb2.ConversationMessage(role="user", content=request.user_input)])
     stored = await run.units.chats.append_messages(chat_pb2.AppendMessagesRequest(
         request_id=run.request_id("append-messages"),
@@ -82,6 +83,7 @@ async def regenerate(run: Run, request: orchestrator_pb2.LlmResponseRegenerate) 
     if not history:
         raise FailedPrecondition(f"no message precedes message {message.message_id!r}: there is nothing to answer",
                                  reason="NOTHING_TO_REGENERATE", messageId=message.message_id)
+    await run.before_effects()
     final = await _generate(run, llm, history)
     stored = await run.units.chats.append_messages(chat_pb2.AppendMessagesRequest(
         request_id=run.request_id("append-messages"),

@@ -11,7 +11,7 @@ from google.protobuf import message as protobuf_message
 
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from llmchatlinker.wire import instruction_type_of
-from services.common.errors import InvalidArgument
+from services.common.errors import Aborted, InvalidArgument
 from services.common.limits import bounded_id
 from services.orchestrator.units.gateways import Units
 
@@ -24,8 +24,17 @@ MAX_COLLECTED_ITEMS = 10_000
 COLLECTING_PAGE_SIZE = 1_000
 
 Emit = Callable[[orchestrator_pb2.Result], Awaitable[None]]
+# Returns once the instruction may take effect; raises AlreadyAnswered when it ran before.
+Gate = Callable[[], Awaitable[None]]
 # A handler's answer: the Result payload as keyword arguments ({"user": user}); {} for none.
 Payload = dict[str, protobuf_message.Message]
+
+
+class AlreadyAnswered(Aborted):
+    """The ledger holds this instruction's result: its run stops before any effect."""
+
+    def __init__(self) -> None:
+        super().__init__("the instruction ran before; answered from the ledger", reason="ALREADY_ANSWERED")
 
 
 @dataclasses.dataclass
@@ -35,7 +44,15 @@ class Run:
     units: Units
     instruction: orchestrator_pb2.Instruction
     emit: Emit
+    gate: Gate | None = None
     _emit_failed: bool = dataclasses.field(default=False, init=False)
+
+    async def before_effects(self) -> None:
+        """Where the instruction's ledger lookup runs alongside its reads (catalog.LOOKED_UP_ALONGSIDE),
+        waits for it: raises AlreadyAnswered when the instruction ran before, so nothing is done
+        twice; the cycle then answers from the ledger."""
+        if self.gate is not None:
+            await self.gate()
 
     def request_id(self, step: str) -> str:
         """The idempotency key of one mutating unit call of this instruction."""

@@ -16,8 +16,9 @@ import grpc
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from llmchatlinker.wire import instruction_type_of
 from services.orchestrator.errors import failed_result, status_of
-from services.orchestrator.instructions.catalog import chat_id_of
+from services.orchestrator.instructions.catalog import chat_id_of, looked_up_alongside
 from services.orchestrator.instructions.control import ControlUnit
+from services.orchestrator.instructions.run import AlreadyAnswered, Gate
 from services.orchestrator.pipeline.chains import Chains
 from services.orchestrator.pipeline.deltas import delta_route
 from services.orchestrator.pipeline.redelivery import DeliveryPolicy, InstructionOutage, log_settled
@@ -156,13 +157,17 @@ class Cycle:
         future: asyncio.Future[Result | None] = asyncio.get_running_loop().create_future()
         self._running[instruction_id] = future
         try:
-            result = await self._results.lookup(instruction)
-            if result is None and not self._withdrawn(message, instruction_id):
-                result = await self._execute(message, instruction)
-                if result is not None and self._policy.waits_out(instruction_id, result):
+            if looked_up_alongside(instruction):
+                result, ran = await self._looked_up_alongside(message, instruction)
+            else:
+                result = await self._results.lookup(instruction)
+                ran = result is None and not self._withdrawn(message, instruction_id)
+                if ran:
+                    result = await self._execute(message, instruction)
+            if ran and result is not None:
+                if self._policy.waits_out(instruction_id, result):
                     raise InstructionOutage(instruction_id, result)
-                if result is not None:
-                    result = await self._results.keep(instruction, result)
+                result = await self._results.keep(instruction, result)
             future.set_result(result)
             return result
         except BaseException as error:
@@ -172,11 +177,33 @@ class Cycle:
         finally:
             del self._running[instruction_id]
 
+    async def _looked_up_alongside(self, message: Message, instruction: Instruction) -> tuple[Result | None, bool]:
+        """Runs the instruction while its ledger lookup is under way: its handler reads meanwhile
+        and waits for the lookup before its first effect (Run.before_effects). Returns the result
+        and whether it is this run's (else it came from the ledger, or the caller withdrew)."""
+        lookup = asyncio.ensure_future(self._results.lookup(instruction))
+
+        async def gate() -> None:
+            if await asyncio.shield(lookup) is not None:
+                raise AlreadyAnswered()
+
+        try:
+            if self._withdrawn(message, instruction.instruction_id):
+                return None, False
+            result = await self._execute(message, instruction, gate)
+        finally:
+            if not lookup.done():  # a run that ended before its gate (an error in its reads)
+                await asyncio.wait({lookup})
+        stored = lookup.result()  # a failed lookup raises here: the ledger is out of reach
+        if stored is not None:
+            return stored, False  # it ran before: whatever this run read is dropped
+        return result, True
+
     def _withdrawn(self, message: Message, instruction_id: str) -> bool:
         """A Submit call of this replica that was cancelled before its instruction ran here."""
         return message.reply_to == self._transport.reply_queue and self._switchboard.is_withdrawn(instruction_id)
 
-    async def _execute(self, message: Message, instruction: Instruction) -> Result | None:
+    async def _execute(self, message: Message, instruction: Instruction, gate: Gate | None = None) -> Result | None:
         """Runs the Control Unit; None when the Submit caller cancelled it meanwhile."""
         instruction_id = instruction.instruction_id
         deltas = delta_route(self._transport, self._switchboard, message, instruction_id)
@@ -188,7 +215,7 @@ class Cycle:
             event.instruction_id, event.sequence = instruction_id, sequence
             deltas.delta(event)
 
-        execution = asyncio.create_task(self._control.execute(instruction, emit))
+        execution = asyncio.create_task(self._control.execute(instruction, emit, gate))
         self._switchboard.executing(instruction_id, execution)
         try:
             await asyncio.wait({execution})

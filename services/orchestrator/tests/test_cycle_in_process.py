@@ -104,3 +104,29 @@ async def test_every_settle_is_logged_at_debug_with_its_instruction_id(suite, or
     settles = [record.getMessage() for record in caplog.records if record.levelno == logging.DEBUG]
     assert "answered, acked: message settle-me, instruction settle-me" in settles
     assert "refused as poison, dead-lettered, acked: message poison-1, instruction poison-1" in settles
+
+
+async def test_a_generation_sent_again_is_answered_from_the_ledger_though_its_lookup_ran_alongside_its_reads(
+        suite, orchestrators, submit_stub, submit):
+    """A generation's ledger lookup runs while its handler reads (catalog.LOOKED_UP_ALONGSIDE); the
+    same id again finds the stored result before any effect: no second provider call, one turn."""
+    server = await orchestrators(suite, amqp_url=None)
+    async with submit_stub(server) as stub:
+        user_id = (await submit(stub, pb.Instruction(user_create=pb.UserCreate(username="twice"))))[-1].user.user_id
+        chat_id = (await submit(stub, pb.Instruction(chat_create=pb.ChatCreate(
+            title="t", user_ids=[user_id]))))[-1].chat.chat.chat_id
+        provider = (await submit(stub, pb.Instruction(llm_provider_add=pb.LlmProviderAdd(
+            name="stand-in", api_endpoint=suite.provider.openai_url))))[-1]
+        llm_id = (await submit(stub, pb.Instruction(llm_add=pb.LlmAdd(
+            provider_id=provider.provider.provider_id, llm_name="echo"))))[-1].llm.llm_id
+        generation = pb.Instruction(instruction_id="generate-once", llm_response_generate=pb.LlmResponseGenerate(
+            user_id=user_id, chat_id=chat_id, llm_id=llm_id, user_input="only once"))
+        asked_before = len(suite.provider.requests)
+
+        first = (await submit(stub, generation))[-1]
+        again = (await submit(stub, generation))[-1]
+        loaded = (await submit(stub, pb.Instruction(chat_load=pb.ChatLoad(chat_id=chat_id))))[-1]
+
+    assert first.status.code == 0 and again.llm_response.message.message_id == first.llm_response.message.message_id
+    assert len(suite.provider.requests) == asked_before + 1
+    assert [message.content for message in loaded.chat.messages] == ["only once", "echo: only once"]
