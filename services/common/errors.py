@@ -49,6 +49,14 @@ class PermissionDenied(DomainError, code=grpc.StatusCode.PERMISSION_DENIED):
     """The caller may not do this."""
 
 
+class Unauthenticated(DomainError, code=grpc.StatusCode.UNAUTHENTICATED):
+    """The caller is not known: no credential, or one that is not (or no longer) valid."""
+
+
+class ResourceExhausted(DomainError, code=grpc.StatusCode.RESOURCE_EXHAUSTED):
+    """The request goes past a limit (a size, a count of things at once)."""
+
+
 class FailedPrecondition(DomainError, code=grpc.StatusCode.FAILED_PRECONDITION):
     """The request is well formed but the state it needs is not there."""
 

@@ -14,6 +14,7 @@ from services.common.logs import configure_logging
 from services.common.serving import SHUTDOWN_GRACE_SECONDS, AsyncServer, failing_in_one_line
 from services.orchestrator.config import Settings
 from services.orchestrator.frontdoor import SERVICE_NAME, OrchestratorServicer
+from services.orchestrator.instructions.access import Gate
 from services.orchestrator.instructions.control import ControlUnit
 from services.orchestrator.pipeline.cycle import Cycle
 from services.orchestrator.pipeline.results import Results
@@ -45,9 +46,10 @@ class OrchestratorServer:
         else:
             self.transport = InProcessQueue(settings.queue, settings.max_in_flight, self.replica_id)
         self.switchboard = Switchboard()
-        servicer = OrchestratorServicer(self.transport, self.switchboard)
+        self._servicer = OrchestratorServicer(self.transport, self.switchboard, None, settings.max_streams_per_caller)
         self._grpc = AsyncServer(lambda server: orchestrator_grpc.add_OrchestratorServiceServicer_to_server(
-            servicer, server), [SERVICE_NAME], settings.address, Admission(tls=settings.tls))
+            self._servicer, server), [SERVICE_NAME], settings.address, Admission(tls=settings.tls),
+            options=[("grpc.max_receive_message_length", settings.max_request_bytes)])
         self.port = self._grpc.port
         self._channels: UnitChannels | None = None
         self.cycle: Cycle | None = None
@@ -57,9 +59,11 @@ class OrchestratorServer:
         s = self.settings
         self._channels = UnitChannels.connect(s.user_unit_addr, s.chat_unit_addr, s.llm_unit_addr, s.db_unit_addr,
                                               internal_token=s.internal_token, tls=s.unit_tls)
-        units = Units.over(self._channels, s.model_cache_ttl_ms / 1000)
-        self.cycle = Cycle(self.transport, ControlUnit(units), Results(units), self.switchboard,
-                           outage_wait_s=s.outage_wait_ms / 1000)
+        units = Units.over(self._channels, s.model_cache_ttl_ms / 1000, s.key_cache_ttl_ms / 1000)
+        gate = Gate(units, s.require_key, None if s.queue_role == "none" else s.queue_role)
+        self._servicer.gate = gate
+        self.cycle = Cycle(self.transport, ControlUnit(units, s.max_echo_chars, s.max_chat_load_bytes), Results(units),
+                           self.switchboard, outage_wait_s=s.outage_wait_ms / 1000, gate=gate)
         self.transport.start(self.cycle.on_message, self.switchboard.on_reply)
         try:
             await self.transport.ready(BROKER_WAIT_SECONDS)
@@ -71,6 +75,9 @@ class OrchestratorServer:
         self._health_watch = asyncio.create_task(self._watch_health())
         log.info("orchestrator on port %d, queue %s (%s)", self.port, s.queue,
                  "RabbitMQ" if s.amqp_url else "in-process")
+        if not s.require_key:
+            log.warning("callers are not authenticated (LLMCHATLINKER_AUTH=off): whoever reaches %s may do "
+                        "everything; serving on loopback only", s.address)
         return self
 
     def _can_serve(self) -> bool:

@@ -12,6 +12,7 @@ from google.protobuf import message as protobuf_message
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from llmchatlinker.wire import instruction_type_of
 from services.common.errors import InvalidArgument
+from services.common.keys import ADMIN, Caller, scoped
 from services.common.limits import bounded_id
 from services.orchestrator.units.gateways import Units
 
@@ -26,6 +27,10 @@ COLLECTING_PAGE_SIZE = 1_000
 Emit = Callable[[orchestrator_pb2.Result], Awaitable[None]]
 # A handler's answer: the Result payload as keyword arguments ({"user": user}); {} for none.
 Payload = dict[str, protobuf_message.Message]
+# The most bytes of messages one CHAT_LOAD answers (LLMCHATLINKER_MAX_CHAT_LOAD_BYTES).
+DEFAULT_MAX_PAGE_BYTES = 8 * 1024 * 1024
+# Who runs an instruction when nobody is named: a caller on a suite without authentication.
+ANYONE = Caller(role=ADMIN)
 
 
 @dataclasses.dataclass
@@ -35,11 +40,14 @@ class Run:
     units: Units
     instruction: orchestrator_pb2.Instruction
     emit: Emit
+    caller: Caller = ANYONE
+    max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
     _emit_failed: bool = dataclasses.field(default=False, init=False)
 
     def request_id(self, step: str) -> str:
-        """The idempotency key of one mutating unit call of this instruction."""
-        return request_id(self.instruction.instruction_id, step)
+        """The idempotency key of one mutating unit call of this instruction: its id as its
+        caller's own, so another caller's instruction of the same id is never answered from it."""
+        return request_id(scoped(self.caller.scope, self.instruction.instruction_id), step)
 
     async def progress(self, **payload: protobuf_message.Message) -> None:
         """Passes a non-final event to `emit`. A failing listener is logged once and then ignored:

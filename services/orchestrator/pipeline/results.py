@@ -5,12 +5,15 @@ The ledger is what makes a redelivered instruction answer from memory instead of
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 import grpc
 
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
+from llmchatlinker.wire import instruction_type_of, json_type_of
 from services.common.limits import bounded_id
+from services.orchestrator.errors import failed_result, orchestrator_status
 from services.orchestrator.instructions.recording import record_instruction
 from services.orchestrator.queue.transport import Message
 from services.orchestrator.units.gateways import Units
@@ -30,24 +33,49 @@ def instruction_id_for(instruction: Instruction, message: Message) -> str:
     return str(uuid.uuid4())
 
 
+def digest_of(instruction: Instruction) -> bytes:
+    """What the request was, whatever its id: the SHA-256 of the instruction without its id."""
+    request = Instruction()
+    request.CopyFrom(instruction)
+    request.instruction_id = ""
+    return hashlib.sha256(request.SerializeToString(deterministic=True)).digest()
+
+
+def conflict(instruction: Instruction) -> Result:
+    """The answer to an id sent again with another request: ALREADY_EXISTS (not stored)."""
+    return failed_result(instruction.instruction_id, instruction_type_of(instruction), orchestrator_status(
+        grpc.StatusCode.ALREADY_EXISTS,
+        f"instruction id {instruction.instruction_id!r} was already used for another request; this "
+        f"{json_type_of(instruction)} is not that request: send it under a new id", "INSTRUCTION_ID_REUSED"),
+        sequence=1)
+
+
 class Results:
     """Final results in db_unit's ledger (first writer wins), and the instruction records they make."""
 
     def __init__(self, units: Units):
         self._units = units
 
-    async def lookup(self, instruction_id: str) -> Result | None:
-        """The stored final result of an instruction, or None when it has not finished."""
+    async def lookup(self, instruction_id: str, digest: bytes = b"", instruction: Instruction | None = None
+                     ) -> Result | None:
+        """The stored final result of an instruction, or None when it has not finished. With the
+        request's `digest`: a result stored for another request is answered `conflict(instruction)`."""
         stored = await self._units.ledger.lookup(instruction_id)
-        return None if stored is None else Result.FromString(stored)
+        if stored is None:
+            return None
+        result, stored_digest = stored
+        if digest and stored_digest and stored_digest != digest:
+            return conflict(instruction)
+        return Result.FromString(result)
 
     async def count_delivery(self, instruction_id: str) -> int:
         """Counts one more unfinished delivery of the instruction (durably); returns the count."""
         return await self._units.ledger.count_delivery(instruction_id)
 
-    async def keep(self, instruction: Instruction, result: Result) -> Result:
+    async def keep(self, instruction: Instruction, result: Result, key: str = "", digest: bytes = b"") -> Result:
         """Records the instruction for its users, then stores the result; returns the stored one,
-        which is another run's when that run stored first.
+        which is another run's when that run stored first. `key` is the instruction id as its
+        caller's own (keys.scoped), `digest` the request's (digest_of).
 
         The record comes first because it is idempotent (keyed by the instruction id) while the
         ledger entry is what marks the instruction done: a crash between them repeats the record
@@ -60,7 +88,9 @@ class Results:
         """
         if result.status.code in RETRYABLE_CODES:
             return result
-        await record_instruction(self._units, instruction, result)
+        await record_instruction(self._units, instruction, result, key)
         serialized = result.SerializeToString()
-        stored = await self._units.ledger.put(result.instruction_id, serialized)
+        stored, stored_digest = await self._units.ledger.put(key or result.instruction_id, serialized, digest)
+        if digest and stored_digest and stored_digest != digest:
+            return conflict(instruction)
         return result if stored == serialized else Result.FromString(stored)

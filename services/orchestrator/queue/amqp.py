@@ -273,7 +273,7 @@ class AmqpQueue:
             steps = [
                 lambda cb: channel.queue_declare(self.dead_letter_queue, durable=True, callback=cb),
                 lambda cb: channel.queue_declare(
-                    self.reply_queue, durable=False, exclusive=False, auto_delete=False,
+                    self.reply_queue, durable=False, exclusive=True, auto_delete=False,
                     arguments={"x-expires": REPLY_QUEUE_EXPIRES_MS}, callback=cb),
             ]
             if step < len(steps):

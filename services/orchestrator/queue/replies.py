@@ -5,7 +5,7 @@ from __future__ import annotations
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from services.orchestrator.queue.bodies import encode_result
 from services.orchestrator.queue.transport import (
-    DELIVERY_COUNT_HEADER, FAILURE_HEADER, FAILURE_REASON_HEADER, ORIGIN_QUEUE_HEADER, Message, Transport,
+    CALLER_KEY_HEADER, DELIVERY_COUNT_HEADER, FAILURE_HEADER, FAILURE_REASON_HEADER, ORIGIN_QUEUE_HEADER, Message, Transport,
     dead_letter_queue_name,
 )
 
@@ -29,8 +29,11 @@ class Outbox:
         ))
 
     async def dead_letter(self, message: Message, failure: str, reason: str) -> None:
-        """Keeps the raw message, with why it failed and where it came from, on the dead-letter queue."""
-        await self._transport.publish(dead_letter_queue_name(self._transport.queue), _copy(message, {
+        """Keeps the raw message, with why it failed and where it came from, on the dead-letter
+        queue; without its caller's key, which nobody reading that queue should get."""
+        kept = _copy(message, {})
+        kept.headers.pop(CALLER_KEY_HEADER, None)
+        await self._transport.publish(dead_letter_queue_name(self._transport.queue), _copy(kept, {
             FAILURE_HEADER: failure,
             FAILURE_REASON_HEADER: reason,
             ORIGIN_QUEUE_HEADER: self._transport.queue,
