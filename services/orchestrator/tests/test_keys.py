@@ -341,3 +341,65 @@ async def test_a_queue_role_of_none_refuses_keyless_messages_and_json_clients_ke
     reply = await asyncio.to_thread(client.call, "USER_LIST", {})
     assert reply["status"] == "error" and reply["data"] == {}
     assert "key" in reply["message"]
+
+
+# ---- llmchatlinker keys ----
+
+async def test_the_keys_command_makes_the_first_admin_key_directly_then_works_through_the_front_door(
+        suite, orchestrators, submit_stub, monkeypatch):
+    import argparse
+    import io
+
+    from services import admin, cli
+
+    server = await orchestrators(suite, None, auth="keys")
+
+    async def keys_command(*argv: str) -> tuple[int, str, str]:
+        args = cli._parser().parse_args(["keys", *argv])
+        out, err = io.StringIO(), io.StringIO()
+        status = await asyncio.to_thread(admin.run, args, out, err)
+        return status, out.getvalue(), err.getvalue()
+
+    assert isinstance(cli._parser(), argparse.ArgumentParser)
+    status, first, _ = await keys_command("create", "--role", "admin", "--name", "ops", "--direct",
+                                          "--address", suite.address("user_unit"))
+    assert status == 0 and first.strip().startswith("lcl_")
+    front = f"127.0.0.1:{server.port}"
+    status, _, err = await keys_command("list", "--address", front)
+    assert status == grpc.StatusCode.UNAUTHENTICATED.value[0] and "KEY_MISSING" in err
+
+    monkeypatch.setenv("LLMCHATLINKER_API_KEY", first.strip())
+    status, app_key, err = await keys_command("create", "--role", "app", "--name", "web", "--address", front)
+    assert status == 0 and "shown this once" in err
+    status, listed, _ = await keys_command("list", "--address", front)
+    assert status == 0 and [line.split("\t")[1] for line in listed.splitlines()] == ["admin", "app"]
+    app_id = listed.splitlines()[1].split("\t")[0]
+    async with submit_stub(server) as stub:
+        assert (await outcome(stub, pb.Instruction(user_list=pb.UserList()), app_key.strip()))[0] == OK
+        status, _, _ = await keys_command("revoke", app_id, "--address", front)
+        assert status == 0
+        assert (await outcome(stub, pb.Instruction(user_list=pb.UserList()), app_key.strip()))[0] == UNAUTHENTICATED
+
+
+async def test_the_clients_send_their_key_from_the_argument_or_the_environment(suite, orchestrators, monkeypatch):
+    from llmchatlinker.client import Client, LLMChatLinkerClient, LLMChatLinkerError
+
+    server = await orchestrators(suite, None, auth="keys")
+    app = await make_key(suite, "app")
+    address = f"127.0.0.1:{server.port}"
+
+    def calls() -> tuple:
+        with Client(address, api_key=app) as client:
+            listed = client.submit(pb.UserList())
+        with Client(address) as client:
+            try:
+                client.submit(pb.UserList())
+                refused = None
+            except LLMChatLinkerError as error:
+                refused = error.reason
+        monkeypatch.setenv("LLMCHATLINKER_API_KEY", app)
+        with LLMChatLinkerClient(address=address) as legacy_client:
+            reply = legacy_client.list_users()
+        return listed.status.code, refused, reply["status"]
+
+    assert await asyncio.to_thread(calls) == (0, "KEY_MISSING", "success")
