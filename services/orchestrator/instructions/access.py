@@ -11,12 +11,10 @@ no member of hears the same whether the chat exists or not.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import grpc
 
-from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from llmchatlinker.chat.v1 import chat_service_pb2 as chat_pb2
+from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from llmchatlinker.wire import json_type_of
 from services.common.errors import PermissionDenied, Unauthenticated
 from services.common.keys import ADMIN, APP, MAX_KEY_CHARS, USER, Caller, key_hash, scope_of
@@ -41,14 +39,6 @@ def key_in(authorization: str | bytes | None) -> str | None:
             or len(authorization) > MAX_KEY_CHARS:
         raise Unauthenticated(f"the {HEADER} header must be `{SCHEME}<key>`", reason="KEY_INVALID")
     return authorization[len(SCHEME):].strip()
-
-
-def authorization_in(pairs: Iterable[tuple[str, object]] | None) -> str | None:
-    """The `authorization` value among gRPC metadata pairs, or None."""
-    for name, value in pairs or ():
-        if name == HEADER:
-            return value
-    return None
 
 
 class Gate:
