@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import uuid
 
 import grpc
@@ -403,3 +404,25 @@ async def test_the_clients_send_their_key_from_the_argument_or_the_environment(s
         return listed.status.code, refused, reply["status"]
 
     assert await asyncio.to_thread(calls) == (0, "KEY_MISSING", "success")
+
+
+async def test_over_amqp_another_callers_message_id_gets_its_own_run(suite, orchestrators, amqp_url, legacy):
+    await orchestrators(suite, amqp_url, auth="keys")
+    alice = await make_key(suite, "app")
+    client = legacy()
+    username = fresh("amq")
+
+    def send(json_type: str, data: dict, key: str | None) -> dict:
+        correlation_id = client.send(json_type, data, message_id="same-message-id",
+                                     headers={"authorization": f"Bearer {key}"} if key else None)
+        return json.loads(client.wait([correlation_id])[correlation_id][0])
+
+    first = await asyncio.to_thread(send, "USER_CREATE", {"username": username}, alice)
+    keyless = await asyncio.to_thread(send, "USER_CREATE", {"username": username}, None)
+    again = await asyncio.to_thread(send, "USER_CREATE", {"username": username}, alice)
+    other_request = await asyncio.to_thread(send, "USER_LIST", {}, alice)
+
+    assert first["status"] == "success"
+    assert keyless["status"] == "error" and "taken" in keyless["message"]  # its own run, not alice's result
+    assert again == first  # alice's own id: her stored result
+    assert other_request["status"] == "error" and "another request" in other_request["message"]
