@@ -54,6 +54,8 @@ class OrchestratorServer:
         self._channels: UnitChannels | None = None
         self.cycle: Cycle | None = None
         self._health_watch: asyncio.Task | None = None
+        self._results: Results | None = None
+        self._recoveries: set[asyncio.Task] = set()
 
     async def start(self) -> "OrchestratorServer":
         s = self.settings
@@ -62,7 +64,8 @@ class OrchestratorServer:
         units = Units.over(self._channels, s.model_cache_ttl_ms / 1000, s.key_cache_ttl_ms / 1000)
         gate = Gate(units, s.require_key, None if s.queue_role == "none" else s.queue_role)
         self._servicer.gate = gate
-        self.cycle = Cycle(self.transport, ControlUnit(units, s.max_echo_chars, s.max_chat_load_bytes), Results(units),
+        self._results = Results(units)
+        self.cycle = Cycle(self.transport, ControlUnit(units, s.max_echo_chars, s.max_chat_load_bytes), self._results,
                            self.switchboard, outage_wait_s=s.outage_wait_ms / 1000, gate=gate)
         self.transport.start(self.cycle.on_message, self.switchboard.on_reply)
         try:
@@ -86,8 +89,14 @@ class OrchestratorServer:
         return self.transport.attached and self.cycle.stuck_for(self.settings.max_in_flight) < STUCK_AFTER_SECONDS
 
     async def _watch_health(self) -> None:
+        lost = self.transport.connections_lost
         while True:
             await asyncio.sleep(HEALTH_EVERY_SECONDS)
+            if lost != self.transport.connections_lost and self.transport.connected:
+                lost = self.transport.connections_lost
+                recovery = asyncio.create_task(self._recover_replies())
+                self._recoveries.add(recovery)
+                recovery.add_done_callback(self._recoveries.discard)
             serving = self._can_serve()
             if serving != self.serving:
                 self.serving = serving
@@ -97,6 +106,19 @@ class OrchestratorServer:
                 else:
                     log.warning("NOT_SERVING: %s", "every instruction slot is stuck" if self.transport.attached
                                 else f"not consuming {self.settings.queue} (no broker connection)")
+
+    async def _recover_replies(self) -> None:
+        """Back on the broker after losing it: the reply queue is new, and a final result another
+        replica published meanwhile went nowhere. A Submit call still waiting gets it from the
+        ledger (its listener's key is the result's key there); one still running arrives as usual."""
+        for key in self.switchboard.listening():
+            try:
+                stored = await self._results.lookup(key)
+            except Exception as error:  # noqa: BLE001 - best effort: the caller may still get the reply
+                log.warning("could not look up the result of %s after reconnecting: %s", key, error)
+                continue
+            if stored is not None:
+                self.switchboard.deliver(key, stored)
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Graceful: take no new instructions, finish those in progress, then close."""

@@ -84,6 +84,11 @@ class Transport(Protocol):
     # Whether it takes them or stands by for the replica that does (health: NOT_SERVING while
     # neither, as when the broker is gone).
     attached: bool
+    # Whether a connection is open (with its reply queue declared).
+    connected: bool
+    # Broker connections lost so far; with each went the exclusive reply queue and any reply
+    # published to it meanwhile.
+    connections_lost: int
 
     def start(self, on_instruction: OnMessage, on_reply: OnMessage) -> None:
         """Starts consuming; callbacks run on the event loop."""
