@@ -1,5 +1,5 @@
 """The llmchatlinker command: `up` starts the whole suite, `serve SERVICE` runs one service, `call`
-runs one instruction from the shell."""
+runs one instruction from the shell, `keys` makes, lists and revokes caller keys."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from services import call, launcher
+from services import admin, call, launcher
 
 _output_lock = threading.Lock()
 
@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run one service in the foreground (what containers run)")
     serve.add_argument("service", choices=launcher.SERVICES)
     call.add_parser(commands)
+    admin.add_parser(commands)
     return parser
 
 
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
         launcher.exec_service(args.service, os.environ)
     if args.command == "call":
         sys.exit(call.run(args))
+    if args.command == "keys":
+        sys.exit(admin.run(args))
     sys.exit(up(args))
 
 

@@ -149,6 +149,23 @@ def test_compose_gives_every_service_the_internal_token_with_no_default():
     assert set(anchors.values()) == {f"${{{TOKEN}:?set {TOKEN}, e.g. openssl rand -hex 32}}"}
 
 
+def test_compose_requires_caller_keys_and_has_no_default_passwords():
+    environment = compose_service("orchestrator")["environment"]
+    assert environment["LLMCHATLINKER_AUTH"] == "keys"
+    text = (ROOT / "docker-compose.yml").read_text()
+    for password in ("POSTGRES_PASSWORD", "RABBITMQ_PASSWORD"):
+        assert f"${{{password}:-" not in text and f"${{{password}:?" in text
+
+
+def test_compose_publishes_its_ports_on_loopback_unless_told_otherwise():
+    published = [port for service in compose()["services"].values() for port in service.get("ports", [])]
+    assert published and all(port.startswith("${LLMCHATLINKER_PUBLISH_HOST:-127.0.0.1}:") for port in published)
+
+
+def test_kubernetes_requires_caller_keys():
+    assert kubernetes_objects("ConfigMap")["orchestrator-config"]["data"]["LLMCHATLINKER_AUTH"] == "keys"
+
+
 def _compose_command() -> list[str] | None:
     """`docker compose` (or the older `docker-compose`) when this machine has it, else None."""
     for command in (["docker", "compose"], ["docker-compose"]):
@@ -167,7 +184,8 @@ def test_docker_compose_accepts_the_file():
     # The key-encryption key has no default: compose refuses the file without it.
     environment = {**os.environ, "LLM_UNIT_KEY_ENCRYPTION_KEY": "a-fernet-key"}
     checked = subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-                             capture_output=True, text=True, cwd=ROOT, env={**environment, TOKEN: "t" * 64})
+                             capture_output=True, text=True, cwd=ROOT, env={**environment, TOKEN: "t" * 64,
+                                                                  "POSTGRES_PASSWORD": "p", "RABBITMQ_PASSWORD": "r"})
     assert checked.returncode == 0, checked.stderr
 
 

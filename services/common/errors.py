@@ -49,6 +49,14 @@ class PermissionDenied(DomainError, code=grpc.StatusCode.PERMISSION_DENIED):
     """The caller may not do this."""
 
 
+class Unauthenticated(DomainError, code=grpc.StatusCode.UNAUTHENTICATED):
+    """The caller is not known: no credential, or one that is not (or no longer) valid."""
+
+
+class ResourceExhausted(DomainError, code=grpc.StatusCode.RESOURCE_EXHAUSTED):
+    """The request goes past a limit (a size, a count of things at once)."""
+
+
 class FailedPrecondition(DomainError, code=grpc.StatusCode.FAILED_PRECONDITION):
     """The request is well formed but the state it needs is not there."""
 
@@ -73,12 +81,23 @@ class Internal(DomainError, code=grpc.StatusCode.INTERNAL):
     """A bug or broken invariant; the caller can do nothing about it."""
 
 
+# The most characters of a status message (and of each ErrorInfo metadata value): a status travels
+# in the response's headers, which peers cap at a few KiB, and a message quoting what a caller sent
+# (a username of a megabyte) must neither break the call nor echo the caller's bytes back.
+MAX_STATUS_CHARS = 1_000
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_STATUS_CHARS else text[:MAX_STATUS_CHARS] + f"... (cut at {MAX_STATUS_CHARS:,} characters)"
+
+
 def to_status(error: DomainError, domain: str) -> grpc.Status:
     """The rich status of an error: code, message and one google.rpc.ErrorInfo."""
-    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=domain, metadata=error.metadata)
+    metadata = {key: _cut(value) for key, value in error.metadata.items()}
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=domain, metadata=metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
-    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=[detail])
+    status = status_pb2.Status(code=error.code.value[0], message=_cut(error.message), details=[detail])
     return rpc_status.to_status(status)
 
 

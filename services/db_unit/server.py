@@ -72,27 +72,28 @@ class RecordServicer(pb_grpc.RecordServiceServicer):
     @maps_errors(DOMAIN)
     def PutResult(self, request: pb.PutResultRequest, context) -> pb.PutResultResponse:
         with self._database.writing() as connection:
-            result, already_stored = service.put_result(
-                store.Results(connection), request.instruction_id, request.result
+            result, already_stored, digest = service.put_result(
+                store.Results(connection), request.instruction_id, request.result, request.request_digest
             )
-        return pb.PutResultResponse(result=result, already_stored=already_stored)
+        return pb.PutResultResponse(result=result, already_stored=already_stored, request_digest=digest)
 
     @maps_errors(DOMAIN)
     def PutResults(self, request: pb.PutResultsRequest, context) -> pb.PutResultsResponse:
-        entries = [(entry.instruction_id, entry.result) for entry in request.results]
+        entries = [(entry.instruction_id, entry.result, entry.request_digest) for entry in request.results]
         with self._database.writing() as connection:
             answers = service.put_results(store.Results(connection), entries)
         response = pb.PutResultsResponse()
         add = response.results.add
-        for result, already_stored in answers:
-            add(result=result, already_stored=already_stored)
+        for result, already_stored, digest in answers:
+            add(result=result, already_stored=already_stored, request_digest=digest)
         return response
 
     @maps_errors(DOMAIN)
     def GetResult(self, request: pb.GetResultRequest, context) -> pb.GetResultResponse:
         with self._database.reading() as connection:
             stored = service.get_result(store.Results(connection), request.instruction_id)
-        return pb.GetResultResponse(result=stored.result, create_time=timestamp(stored.created_at))
+        return pb.GetResultResponse(result=stored.result, create_time=timestamp(stored.created_at),
+                                    request_digest=stored.request_digest)
 
     @maps_errors(DOMAIN)
     def CountDelivery(self, request: pb.CountDeliveryRequest, context) -> pb.CountDeliveryResponse:
@@ -108,7 +109,8 @@ class RecordServicer(pb_grpc.RecordServiceServicer):
         response = pb.GetResultsResponse()
         add = response.results.add
         for stored in found:
-            add(instruction_id=stored.instruction_id, result=stored.result, create_time=timestamp(stored.created_at))
+            add(instruction_id=stored.instruction_id, result=stored.result, create_time=timestamp(stored.created_at),
+                request_digest=stored.request_digest)
         return response
 
 

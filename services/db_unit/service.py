@@ -2,7 +2,7 @@
 
 import dataclasses
 import datetime
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from services.common import paging
@@ -37,6 +37,8 @@ class Result(Protocol):
     instruction_id: str
     result: bytes
     created_at: datetime.datetime
+    # The orchestrator's digest of the request the result answers; b"" when none was given.
+    request_digest: bytes
 
 
 class Records(Protocol):
@@ -50,8 +52,9 @@ class Records(Protocol):
 class Results(Protocol):
     """The result ledger: store.Results over a transaction, or a fake in tests."""
 
-    def put(self, new: dict[str, bytes]) -> dict[str, bytes]:
-        """Stores each result whose instruction has none stored; returns the stored results of the others."""
+    def put(self, new: dict[str, bytes], digests: Mapping[str, bytes] = {}) -> dict[str, Result]:  # noqa: B006
+        """Stores each result (and its request's digest) whose instruction has none stored;
+        returns the stored results of the others."""
         ...
 
     def get(self, instruction_ids: Sequence[str]) -> list[Result]:
@@ -134,35 +137,42 @@ def list_records(records: Records, user_id: str, page_size: int, page_token: str
     return rows[:limit], paging.encode_token(rows[limit - 1].seq)
 
 
-def put_result(results: Results, instruction_id: str, result: bytes) -> tuple[bytes, bool]:
-    """Stores a result unless one is already stored; returns the stored one and whether it was there first."""
-    instruction_id = check_instruction_id(instruction_id)
-    first = results.put({instruction_id: check_result(result)}).get(instruction_id)
-    return (result, False) if first is None else (first, True)
+def put_result(results: Results, instruction_id: str, result: bytes,
+               request_digest: bytes = b"") -> tuple[bytes, bool, bytes]:
+    """Stores a result unless one is already stored; returns the stored one, whether it was there
+    first, and the digest stored with it."""
+    return put_results(results, [(check_instruction_id(instruction_id), check_result(result), request_digest)])[0]
 
 
-def put_results(results: Results, entries: Sequence[tuple[str, bytes]]) -> list[tuple[bytes, bool]]:
-    """Stores each (instruction id, result) as put_result would; answers each entry, in the order given.
+def put_results(results: Results, entries: Sequence[tuple[str, bytes] | tuple[str, bytes, bytes]]
+                ) -> list[tuple[bytes, bool, bytes]]:
+    """Stores each (instruction id, result[, request digest]) unless its id has a result stored;
+    answers each entry, in the order given, with the stored result, whether it was there first,
+    and the digest stored with it.
 
     An id given twice is stored once: its later entries get the answer of its first, but already stored.
     """
     _check_batch("results", len(entries))
     new: dict[str, bytes] = {}
-    for index, (instruction_id, result) in enumerate(entries):
+    digests: dict[str, bytes] = {}
+    for index, (instruction_id, result, *digest) in enumerate(entries):
         # The checks' messages name the entry; build them only for an entry that fails.
         if not 0 < len(instruction_id) <= MAX_ID_CHARS or len(result) > MAX_RESULT_BYTES:
             check_instruction_id(instruction_id, f"results[{index}].instruction_id")
             check_result(result, f"results[{index}].result")
-        new.setdefault(instruction_id, result)
-    stored = results.put(new)
+        if instruction_id not in new:
+            new[instruction_id] = result
+            digests[instruction_id] = digest[0] if digest else b""
+    stored = {instruction_id: (found.result, found.request_digest)
+              for instruction_id, found in results.put(new, digests).items()}
     answers = []
-    for instruction_id, _ in entries:
+    for instruction_id, *_ in entries:
         first = stored.get(instruction_id)
         if first is None:
-            first = stored[instruction_id] = new[instruction_id]
-            answers.append((first, False))
+            first = stored[instruction_id] = (new[instruction_id], digests[instruction_id])
+            answers.append((first[0], False, first[1]))
         else:
-            answers.append((first, True))
+            answers.append((first[0], True, first[1]))
     return answers
 
 

@@ -3,7 +3,7 @@
 import dataclasses
 import datetime
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -66,6 +66,8 @@ class Result(Base):
     instruction_id: Mapped[str] = mapped_column(sa.String(MAX_ID_CHARS), primary_key=True)
     result: Mapped[bytes] = mapped_column(sa.LargeBinary)
     created_at: Mapped[datetime.datetime] = mapped_column(sa.DateTime(timezone=True))
+    # What the request was (the orchestrator's digest of it); NULL on rows stored before it was kept.
+    request_digest: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
 
 
 class Delivery(Base):
@@ -125,6 +127,7 @@ class StoredResult(NamedTuple):
     instruction_id: str
     result: bytes
     created_at: datetime.datetime
+    request_digest: bytes = b""
 
 
 def _connection(transaction: orm.Session | sa.Connection) -> sa.Connection:
@@ -170,7 +173,7 @@ class Records:
 # transaction that server.py opened. The first writer wins: inserting a result under an id that
 # has one does nothing (on PostgreSQL, after waiting for a concurrent twin to commit), RETURNING
 # names the rows inserted, and the stored results of the others are read back after.
-_RESULT_COLUMNS = "instruction_id, result, created_at"
+_RESULT_COLUMNS = "instruction_id, result, created_at, request_digest"
 
 
 class _Ledger:
@@ -187,16 +190,19 @@ class _Ledger:
         self._read_result = _RESULTS.c.result.type.dialect_impl(dialect).result_processor(dialect, None) or same
 
     def stored(self, row: tuple) -> StoredResult:
-        return StoredResult(row[0], self._read_result(row[1]), self._read_time(row[2]))
+        digest = b"" if row[3] is None else self._read_result(row[3])
+        return StoredResult(row[0], self._read_result(row[1]), self._read_time(row[2]), digest)
 
 
 class _SqliteLedger(_Ledger):
     # SQLite has no arrays: the text has a row of placeholders per entry (the sqlite3 module
     # keeps the prepared statement of each recent size).
-    def insert(self, new: dict[str, bytes], now: datetime.datetime) -> tuple[str, list]:
+    def insert(self, new: dict[str, bytes], digests: Mapping[str, bytes],
+               now: datetime.datetime) -> tuple[str, list]:
         now = self.bind_time(now)
-        values = [value for instruction_id, result in new.items() for value in (instruction_id, result, now)]
-        rows = ", ".join(["(?, ?, ?)"] * len(new))
+        values = [value for instruction_id, result in new.items()
+                  for value in (instruction_id, result, now, digests.get(instruction_id, b""))]
+        rows = ", ".join(["(?, ?, ?, ?)"] * len(new))
         return (
             f"INSERT INTO results ({_RESULT_COLUMNS}) VALUES {rows} "
             "ON CONFLICT (instruction_id) DO NOTHING RETURNING instruction_id"
@@ -214,15 +220,17 @@ class _PostgresLedger(_Ledger):
     # the insert waited, which the insert's snapshot does not.
     _INSERT = (
         f"INSERT INTO results ({_RESULT_COLUMNS}) "
-        "SELECT batch.instruction_id, batch.result, %s "
-        "FROM unnest(%s::varchar[], %s::bytea[]) AS batch (instruction_id, result) "
+        "SELECT batch.instruction_id, batch.result, %s, batch.request_digest "
+        "FROM unnest(%s::varchar[], %s::bytea[], %s::bytea[]) AS batch (instruction_id, result, request_digest) "
         "ORDER BY batch.instruction_id "
         "ON CONFLICT (instruction_id) DO NOTHING RETURNING instruction_id"
     )
     _SELECT = f"SELECT {_RESULT_COLUMNS} FROM results WHERE instruction_id = ANY(%s)"
 
-    def insert(self, new: dict[str, bytes], now: datetime.datetime) -> tuple[str, tuple]:
-        return self._INSERT, (self.bind_time(now), list(new), list(new.values()))
+    def insert(self, new: dict[str, bytes], digests: Mapping[str, bytes],
+               now: datetime.datetime) -> tuple[str, tuple]:
+        return self._INSERT, (self.bind_time(now), list(new), list(new.values()),
+                              [digests.get(instruction_id, b"") for instruction_id in new])
 
     def select(self, instruction_ids: Sequence[str]) -> tuple[str, tuple]:
         return self._SELECT, (list(instruction_ids),)
@@ -248,13 +256,14 @@ class Results:
         self._dbapi = transaction.connection.driver_connection
         self._ledger = _ledger(transaction.dialect)
 
-    def put(self, new: dict[str, bytes]) -> dict[str, bytes]:
-        """Stores each result whose instruction has none stored; returns the stored results of the others."""
-        inserted = {row[0] for row in self._run(*self._ledger.insert(new, utcnow()))}
+    def put(self, new: dict[str, bytes], digests: Mapping[str, bytes] = {}) -> dict[str, StoredResult]:  # noqa: B006
+        """Stores each result (with its request's digest) whose instruction has none stored;
+        returns the stored results of the others."""
+        inserted = {row[0] for row in self._run(*self._ledger.insert(new, digests, utcnow()))}
         if len(inserted) == len(new):
             return {}
         others = [instruction_id for instruction_id in new if instruction_id not in inserted]
-        stored = {found.instruction_id: found.result for found in self.get(others)}
+        stored = {found.instruction_id: found for found in self.get(others)}
         if len(stored) != len(others):  # a winner's row vanished: only the pruner deletes, days later
             raise RuntimeError(f"results of {len(others) - len(stored)} instructions neither inserted nor found")
         return stored

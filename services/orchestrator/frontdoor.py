@@ -19,6 +19,13 @@ runs it. A Submit call's subscription (Switchboard, keyed by instruction id) goe
    pipeline of this replica, when it reaches the message, acknowledges it without running it.
    Another replica knows nothing of the withdrawal: an instruction it takes still runs there to
    the end (queued work is durable), and its reply finds no listener here.
+
+Before any of this the caller is admitted (the gate, instructions/access.py, wired in by
+server.py): its key checked (UNAUTHENTICATED) and its role held against the instruction
+(PERMISSION_DENIED) where no unit call is needed; the pipeline checks again, with the units, when
+it runs the message. The message carries the caller's key, and the Switchboard knows the
+instruction id as the caller's own (keys.scoped), so another caller's id reaches neither its
+result nor its stream. A caller holds at most `max_streams` Submit calls open at once.
 """
 
 from __future__ import annotations
@@ -26,10 +33,13 @@ from __future__ import annotations
 import logging
 import uuid
 
+import grpc
+
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2_grpc as orchestrator_grpc
 from llmchatlinker.wire import instruction_type_of
-from services.common.errors import Unavailable, maps_errors
+from services.common.errors import ResourceExhausted, Unavailable, maps_errors
+from services.common.keys import scoped
 from services.common.limits import PROTOBUF
 from services.orchestrator.errors import DOMAIN
 from services.orchestrator.queue.bodies import decode
@@ -41,20 +51,55 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 
 
+# Submit calls one caller may hold open at once, unless the settings say otherwise.
+DEFAULT_MAX_STREAMS = 512
+
+
+async def _unit(context, call):
+    """A unit call's answer; a unit's error (user_unit refusing a key, or unreachable) ends the
+    RPC with the unit's own status and ErrorInfo."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as error:
+        await context.abort(error.code(), error.details() or "", tuple(error.trailing_metadata() or ()))
+
+
+def _authorization(context) -> str | None:
+    for name, value in context.invocation_metadata() or ():
+        if name == "authorization":
+            return value
+    return None
+
+
 class OrchestratorServicer(orchestrator_grpc.OrchestratorServiceServicer):
-    def __init__(self, transport: Transport, switchboard: Switchboard):
+    def __init__(self, transport: Transport, switchboard: Switchboard, gate, max_streams: int = DEFAULT_MAX_STREAMS):
         self._transport = transport
         self._switchboard = switchboard
+        # instructions.access.Gate (`caller`, `precheck`, `require_admin`, `keys`); server.py sets it
+        # once the unit channels are open, before the server starts.
+        self.gate = gate
+        self._max_streams = max_streams
+        # Caller scope -> its Submit calls open now.
+        self._streams: dict[str, int] = {}
 
     @maps_errors(DOMAIN)
     async def Submit(self, request: orchestrator_pb2.SubmitRequest, context):
+        authorization = _authorization(context)
+        caller = await _unit(context, self.gate.caller(authorization, queued=False))
         body = request.instruction.SerializeToString()
         instruction = decode(body, PROTOBUF)  # a DecodeError is INVALID_ARGUMENT, nothing queued
+        self.gate.precheck(caller, instruction)
+        if self._streams.get(caller.scope, 0) >= self._max_streams:
+            raise ResourceExhausted(f"this caller has {self._max_streams} Submit calls open, the most it may "
+                                    "(LLMCHATLINKER_MAX_STREAMS_PER_CALLER): wait for one to end",
+                                    reason="TOO_MANY_STREAMS", limit=self._max_streams)
         if not instruction.instruction_id:
             instruction.instruction_id = str(uuid.uuid4())
             body = instruction.SerializeToString()
         instruction_id = instruction.instruction_id
-        listener = self._switchboard.listen(instruction_id)
+        ticket = scoped(caller.scope, instruction_id)
+        self._streams[caller.scope] = self._streams.get(caller.scope, 0) + 1
+        listener = self._switchboard.listen(ticket)
         finished = False
         try:
             try:
@@ -62,8 +107,9 @@ class OrchestratorServicer(orchestrator_grpc.OrchestratorServiceServicer):
                     body=body,
                     content_type=PROTOBUF,
                     reply_to=self._transport.reply_queue,
-                    correlation_id=instruction_id,
+                    correlation_id=ticket,
                     message_id=instruction_id,
+                    headers={"authorization": authorization} if authorization else {},
                 ))
             except (ConnectionLost, TimeoutError) as error:
                 finished = True  # nothing was accepted: nothing to withdraw
@@ -83,7 +129,28 @@ class OrchestratorServicer(orchestrator_grpc.OrchestratorServiceServicer):
                 response.result.sequence = sequence
                 yield response
         finally:
-            self._switchboard.forget(instruction_id, listener, finished)
+            self._switchboard.forget(ticket, listener, finished)
+            left = self._streams.pop(caller.scope) - 1
+            if left:
+                self._streams[caller.scope] = left
+
+    @maps_errors(DOMAIN)
+    async def CreateKey(self, request: orchestrator_pb2.CreateKeyRequest, context):
+        self.gate.require_admin(await _unit(context, self.gate.caller(_authorization(context), queued=False)), "make keys")
+        key, api_key = await _unit(context, self.gate.keys.create(request.role, request.user_id, request.name))
+        return orchestrator_pb2.CreateKeyResponse(key=key, api_key=api_key)
+
+    @maps_errors(DOMAIN)
+    async def ListKeys(self, request: orchestrator_pb2.ListKeysRequest, context):
+        self.gate.require_admin(await _unit(context, self.gate.caller(_authorization(context), queued=False)), "list keys")
+        listed = await _unit(context, self.gate.keys.list(request.page_size, request.page_token))
+        return orchestrator_pb2.ListKeysResponse(keys=listed.keys, next_page_token=listed.next_page_token)
+
+    @maps_errors(DOMAIN)
+    async def RevokeKey(self, request: orchestrator_pb2.RevokeKeyRequest, context):
+        self.gate.require_admin(await _unit(context, self.gate.caller(_authorization(context), queued=False)), "revoke keys")
+        await _unit(context, self.gate.keys.revoke(request.key_id))
+        return orchestrator_pb2.RevokeKeyResponse()
 
 
 def _accepted(instruction_id: str, instruction_type: int) -> orchestrator_pb2.SubmitResponse:

@@ -14,6 +14,7 @@ from services.common.logs import configure_logging
 from services.common.serving import SHUTDOWN_GRACE_SECONDS, AsyncServer, failing_in_one_line
 from services.orchestrator.config import Settings
 from services.orchestrator.frontdoor import SERVICE_NAME, OrchestratorServicer
+from services.orchestrator.instructions.access import Gate
 from services.orchestrator.instructions.control import ControlUnit
 from services.orchestrator.pipeline.cycle import Cycle
 from services.orchestrator.pipeline.results import Results
@@ -45,21 +46,27 @@ class OrchestratorServer:
         else:
             self.transport = InProcessQueue(settings.queue, settings.max_in_flight, self.replica_id)
         self.switchboard = Switchboard()
-        servicer = OrchestratorServicer(self.transport, self.switchboard)
+        self._servicer = OrchestratorServicer(self.transport, self.switchboard, None, settings.max_streams_per_caller)
         self._grpc = AsyncServer(lambda server: orchestrator_grpc.add_OrchestratorServiceServicer_to_server(
-            servicer, server), [SERVICE_NAME], settings.address, Admission(tls=settings.tls))
+            self._servicer, server), [SERVICE_NAME], settings.address, Admission(tls=settings.tls),
+            options=[("grpc.max_receive_message_length", settings.max_request_bytes)])
         self.port = self._grpc.port
         self._channels: UnitChannels | None = None
         self.cycle: Cycle | None = None
         self._health_watch: asyncio.Task | None = None
+        self._results: Results | None = None
+        self._recoveries: set[asyncio.Task] = set()
 
     async def start(self) -> "OrchestratorServer":
         s = self.settings
         self._channels = UnitChannels.connect(s.user_unit_addr, s.chat_unit_addr, s.llm_unit_addr, s.db_unit_addr,
                                               internal_token=s.internal_token, tls=s.unit_tls)
-        units = Units.over(self._channels, s.model_cache_ttl_ms / 1000)
-        self.cycle = Cycle(self.transport, ControlUnit(units), Results(units), self.switchboard,
-                           outage_wait_s=s.outage_wait_ms / 1000)
+        units = Units.over(self._channels, s.model_cache_ttl_ms / 1000, s.key_cache_ttl_ms / 1000)
+        gate = Gate(units, s.require_key, None if s.queue_role == "none" else s.queue_role)
+        self._servicer.gate = gate
+        self._results = Results(units)
+        self.cycle = Cycle(self.transport, ControlUnit(units, s.max_echo_chars, s.max_chat_load_bytes), self._results,
+                           self.switchboard, outage_wait_s=s.outage_wait_ms / 1000, gate=gate)
         self.transport.start(self.cycle.on_message, self.switchboard.on_reply)
         try:
             await self.transport.ready(BROKER_WAIT_SECONDS)
@@ -71,6 +78,9 @@ class OrchestratorServer:
         self._health_watch = asyncio.create_task(self._watch_health())
         log.info("orchestrator on port %d, queue %s (%s)", self.port, s.queue,
                  "RabbitMQ" if s.amqp_url else "in-process")
+        if not s.require_key:
+            log.warning("callers are not authenticated (LLMCHATLINKER_AUTH=off): whoever reaches %s may do "
+                        "everything; serving on loopback only", s.address)
         return self
 
     def _can_serve(self) -> bool:
@@ -79,8 +89,14 @@ class OrchestratorServer:
         return self.transport.attached and self.cycle.stuck_for(self.settings.max_in_flight) < STUCK_AFTER_SECONDS
 
     async def _watch_health(self) -> None:
+        lost = self.transport.connections_lost
         while True:
             await asyncio.sleep(HEALTH_EVERY_SECONDS)
+            if lost != self.transport.connections_lost and self.transport.connected:
+                lost = self.transport.connections_lost
+                recovery = asyncio.create_task(self._recover_replies())
+                self._recoveries.add(recovery)
+                recovery.add_done_callback(self._recoveries.discard)
             serving = self._can_serve()
             if serving != self.serving:
                 self.serving = serving
@@ -90,6 +106,19 @@ class OrchestratorServer:
                 else:
                     log.warning("NOT_SERVING: %s", "every instruction slot is stuck" if self.transport.attached
                                 else f"not consuming {self.settings.queue} (no broker connection)")
+
+    async def _recover_replies(self) -> None:
+        """Back on the broker after losing it: the reply queue is new, and a final result another
+        replica published meanwhile went nowhere. A Submit call still waiting gets it from the
+        ledger (its listener's key is the result's key there); one still running arrives as usual."""
+        for key in self.switchboard.listening():
+            try:
+                stored = await self._results.stored_under(key)
+            except Exception as error:  # noqa: BLE001 - best effort: the caller may still get the reply
+                log.warning("could not look up the result of %s after reconnecting: %s", key, error)
+                continue
+            if stored is not None:
+                self.switchboard.deliver(key, stored)
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Graceful: take no new instructions, finish those in progress, then close."""

@@ -24,3 +24,21 @@ class UsernameTaken(AlreadyExists):
 
     def __init__(self, username: str):
         super().__init__(f"username '{username}' is already taken", username=username)
+
+
+class KeyNotFound(NotFound):
+    """No live key has the id asked for."""
+
+    default_reason = "KEY_NOT_FOUND"
+
+    def __init__(self, key_id: str):
+        super().__init__(f"no live key has the id '{key_id}'", key_id=key_id)
+
+
+class KeyTaken(AlreadyExists):
+    """A key (live or revoked) already has the id or the hash."""
+
+    default_reason = "KEY_TAKEN"
+
+    def __init__(self, key_id: str):
+        super().__init__(f"a key with the id '{key_id}' or the same hash exists already", key_id=key_id)

@@ -42,6 +42,17 @@ def optional(message, field: str) -> str | None:
     return getattr(message, field) if message.HasField(field) else None
 
 
+def key_fields(key: service.Key) -> dict:
+    return {
+        "key_id": key.key_id,
+        "role": key.role,
+        "user_id": key.user_id,
+        "name": key.name,
+        "shown_part": key.shown_part,
+        "create_time": timestamp_fields(key.created_at),
+    }
+
+
 class UserServicer(pb_grpc.UserServiceServicer):
     def __init__(self, database: Database):
         self._database = database
@@ -118,6 +129,46 @@ class UserServicer(pb_grpc.UserServiceServicer):
         response = pb.ListUsersResponse(next_page_token=next_token)
         for user in found:
             response.users.add(**user_fields(user))
+        return response
+
+    @maps_errors(DOMAIN)
+    def CreateKey(self, request: pb.CreateKeyRequest, context) -> pb.CreateKeyResponse:
+        service.check_request_id(request.request_id)
+        fields = service.new_key(request.key_id, request.key_hash, request.role, request.user_id, request.name,
+                                 request.shown_part)
+
+        def apply(session) -> pb.CreateKeyResponse:
+            key = service.create_key(store.Keys(session), store.Users(session), fields)
+            return pb.CreateKeyResponse(key=key_fields(key))
+
+        return run_once(self._database, request.request_id, pb.CreateKeyResponse.FromString, apply)
+
+    @maps_errors(DOMAIN)
+    def RevokeKey(self, request: pb.RevokeKeyRequest, context) -> pb.RevokeKeyResponse:
+        service.check_request_id(request.request_id)
+
+        def apply(session) -> pb.RevokeKeyResponse:
+            service.revoke_key(store.Keys(session), request.key_id)
+            return pb.RevokeKeyResponse()
+
+        return run_once(self._database, request.request_id, pb.RevokeKeyResponse.FromString, apply)
+
+    @maps_errors(DOMAIN)
+    def ListKeys(self, request: pb.ListKeysRequest, context) -> pb.ListKeysResponse:
+        with self._database.reading() as connection:
+            found, next_token = service.list_keys(store.Keys(connection), request.page_size, request.page_token)
+        response = pb.ListKeysResponse(next_page_token=next_token)
+        for key in found:
+            response.keys.add(**key_fields(key))
+        return response
+
+    @maps_errors(DOMAIN)
+    def VerifyKeys(self, request: pb.VerifyKeysRequest, context) -> pb.VerifyKeysResponse:
+        with self._database.reading() as connection:
+            found = service.verify_keys(store.Keys(connection), store.Users(connection), request.key_hashes)
+        response = pb.VerifyKeysResponse()
+        for key in found:
+            response.keys.add(key_hash=key.key_hash, key=key_fields(key))
         return response
 
 

@@ -8,14 +8,17 @@ from typing import Protocol
 
 from services.common import paging
 from services.common.errors import InvalidArgument
+from services.common.keys import ROLES, USER
 from services.common.limits import MAX_ID_CHARS
-from services.user_unit.errors import UsernameTaken, UserNotFound
+from services.user_unit.errors import KeyNotFound, KeyTaken, UsernameTaken, UserNotFound
 
 USERNAME_RULE = "^[a-z][a-z0-9_]{2,29}$"
 _USERNAME = re.compile(USERNAME_RULE)
 MAX_DISPLAY_NAME = 100
 MAX_PROFILE = 10_000
 MAX_BATCH = 1_000
+MAX_KEY_NAME = 100
+_KEY_HASH = re.compile("^[0-9a-f]{64}$")
 
 
 class User(Protocol):
@@ -199,6 +202,91 @@ def list_users(users: Users, page_size: int, page_token: str) -> tuple[list[User
     limit = paging.page_size(page_size)
     after = paging.decode_token(page_token)
     rows = users.page(after, limit + 1)
+    if len(rows) <= limit:
+        return rows, ""
+    return rows[:limit], paging.encode_token(rows[limit - 1].seq)
+
+
+# ---- caller keys ----
+
+
+class Key(Protocol):
+    """A stored key, as the rules see it: never the key itself."""
+
+    seq: int
+    key_id: str
+    key_hash: str
+    role: str
+    user_id: str
+    name: str
+    shown_part: str
+    created_at: datetime.datetime
+
+
+class Keys(Protocol):
+    """The caller keys: store.Keys over a transaction, or a fake in tests."""
+
+    def taken(self, key_id: str, key_hash: str) -> bool: ...
+    def add(self, **fields: object) -> Key: ...
+    def get(self, key_id: str) -> Key | None: ...
+    def by_hashes(self, key_hashes: Sequence[str]) -> list[Key]: ...
+    def page(self, after: int | None, limit: int) -> list[Key]: ...
+    def revoke(self, key: Key) -> None: ...
+
+
+def check_key_hash(key_hash: str) -> str:
+    if not _KEY_HASH.fullmatch(key_hash):
+        raise InvalidArgument("key_hash must be a SHA-256 in 64 lower-case hex digits", reason="INVALID_KEY_HASH")
+    return key_hash
+
+
+def new_key(key_id: str, key_hash: str, role: str, user_id: str, name: str, shown_part: str) -> dict:
+    """The fields of a key to store, checked: a known role, a user id exactly for user keys."""
+    if not key_id or len(key_id) > 36:
+        raise InvalidArgument("key_id must be 1 to 36 characters", reason="INVALID_KEY_ID")
+    if role not in ROLES:
+        raise InvalidArgument(f"role must be one of {', '.join(ROLES)}, not {role!r}", reason="INVALID_ROLE")
+    if (role == USER) != bool(user_id):
+        raise InvalidArgument("a user key names its user_id, and only a user key does", reason="INVALID_KEY_USER")
+    if len(name) > MAX_KEY_NAME:
+        raise InvalidArgument(f"name must be at most {MAX_KEY_NAME} characters (got {len(name)})",
+                              reason="KEY_NAME_TOO_LONG")
+    return dict(key_id=key_id, key_hash=check_key_hash(key_hash), role=role, user_id=user_id, name=name,
+                shown_part=shown_part[:16])
+
+
+def create_key(keys: Keys, users: Users, fields: dict) -> Key:
+    if fields["user_id"]:
+        live_user(users, str(fields["user_id"]))
+    if keys.taken(str(fields["key_id"]), str(fields["key_hash"])):
+        raise KeyTaken(str(fields["key_id"]))
+    return keys.add(**fields)
+
+
+def revoke_key(keys: Keys, key_id: str) -> None:
+    key = keys.get(key_id) if key_id else None
+    if key is None:
+        raise KeyNotFound(key_id)
+    keys.revoke(key)
+
+
+def verify_keys(keys: Keys, users: Users, key_hashes: Sequence[str]) -> list[Key]:
+    """The live keys among the hashes: not revoked, and a user key's user live."""
+    if not key_hashes:
+        raise InvalidArgument("key_hashes must not be empty", reason="MISSING_KEY_HASHES")
+    if len(key_hashes) > MAX_BATCH:
+        raise InvalidArgument(f"at most {MAX_BATCH:,} key_hashes per call (got {len(key_hashes):,})",
+                              reason="TOO_MANY_KEY_HASHES")
+    found = keys.by_hashes(list(dict.fromkeys(check_key_hash(key_hash) for key_hash in key_hashes)))
+    bound = [key.user_id for key in found if key.user_id]
+    live = {user.user_id for user in users.get_many(bound)} if bound else set()
+    return [key for key in found if not key.user_id or key.user_id in live]
+
+
+def list_keys(keys: Keys, page_size: int, page_token: str) -> tuple[list[Key], str]:
+    """One page of live keys, oldest first, and the next page's token ("" on the last page)."""
+    limit = paging.page_size(page_size)
+    rows = keys.page(paging.decode_token(page_token), limit + 1)
     if len(rows) <= limit:
         return rows, ""
     return rows[:limit], paging.encode_token(rows[limit - 1].seq)

@@ -24,7 +24,7 @@ class Base(orm.DeclarativeBase):
 metadata = Base.metadata
 request_ledger(metadata)
 # What the pruner deletes (services.common.retention): old request ids and users deleted long ago.
-RETENTION_RULES = (ledger_rule(), deleted_rule("users"))
+RETENTION_RULES = (ledger_rule(), deleted_rule("users"), deleted_rule("keys"))
 
 
 class User(Base):
@@ -150,6 +150,67 @@ class Users:
     def delete(self, user: StoredUser) -> None:
         now = utcnow()
         self._connection.execute(_UPDATE, {"row_seq": user.seq, "deleted_at": now, "updated_at": now})
+
+
+class Key(Base):
+    """A caller key: its SHA-256, never the key; revoked keys keep their row (deleted_at) until purged."""
+
+    __tablename__ = "keys"
+    __table_args__ = (
+        sa.Index("ix_keys_key_id", "key_id", unique=True),
+        sa.Index("ix_keys_key_hash", "key_hash", unique=True),
+        deleted_at_index("keys"),
+    )
+
+    seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    key_id: Mapped[str] = mapped_column(sa.String(36))
+    key_hash: Mapped[str] = mapped_column(sa.String(64))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    user_id: Mapped[str] = mapped_column(sa.String(36))
+    name: Mapped[str] = mapped_column(sa.String(100))
+    shown_part: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime.datetime] = mapped_column(sa.DateTime(timezone=True))
+    deleted_at: Mapped[datetime.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+_KEYS = Key.__table__
+_LIVE_KEYS = sa.select(*_KEYS.c).where(_KEYS.c.deleted_at.is_(None))
+_KEY_BY_ID = _LIVE_KEYS.where(_KEYS.c.key_id == sa.bindparam("key_id"))
+_KEYS_BY_HASH = _LIVE_KEYS.where(_KEYS.c.key_hash.in_(sa.bindparam("key_hashes", expanding=True)))
+_FIRST_KEYS = _LIVE_KEYS.order_by(_KEYS.c.seq).limit(sa.bindparam("limit"))
+_NEXT_KEYS = _LIVE_KEYS.where(_KEYS.c.seq > sa.bindparam("after")).order_by(_KEYS.c.seq).limit(sa.bindparam("limit"))
+_TAKEN_KEY = sa.select(_KEYS.c.seq).where(
+    sa.or_(_KEYS.c.key_id == sa.bindparam("key_id"), _KEYS.c.key_hash == sa.bindparam("key_hash")))
+
+
+class Keys:
+    """The caller keys seen through one transaction (service.Keys); rows come back as sa.Row."""
+
+    def __init__(self, transaction: orm.Session | sa.Connection):
+        self._connection = transaction.connection() if isinstance(transaction, orm.Session) else transaction
+
+    def taken(self, key_id: str, key_hash: str) -> bool:
+        """Whether any key, revoked or not, has this id or hash."""
+        return self._connection.execute(_TAKEN_KEY, {"key_id": key_id, "key_hash": key_hash}).first() is not None
+
+    def add(self, **fields: object) -> sa.Row:
+        fields = {**fields, "created_at": utcnow(), "deleted_at": None}
+        self._connection.execute(sa.insert(_KEYS), fields)
+        return self.get(str(fields["key_id"]))
+
+    def get(self, key_id: str) -> sa.Row | None:
+        return self._connection.execute(_KEY_BY_ID, {"key_id": key_id}).one_or_none()
+
+    def by_hashes(self, key_hashes: Sequence[str]) -> list[sa.Row]:
+        return list(self._connection.execute(_KEYS_BY_HASH, {"key_hashes": list(key_hashes)}).all())
+
+    def page(self, after: int | None, limit: int) -> list[sa.Row]:
+        if after is None:
+            return list(self._connection.execute(_FIRST_KEYS, {"limit": limit}).all())
+        return list(self._connection.execute(_NEXT_KEYS, {"after": after, "limit": limit}).all())
+
+    def revoke(self, key: sa.Row) -> None:
+        self._connection.execute(sa.update(_KEYS).where(_KEYS.c.seq == key.seq).values(deleted_at=utcnow()))
 
 
 @contextlib.contextmanager

@@ -186,3 +186,21 @@ def test_batches_hold_one_to_a_thousand_entries(stub, fails):
     fails(INVALID, "MISSING_INSTRUCTION_IDS", stub.GetResults, pb.GetResultsRequest())
     fails(INVALID, "TOO_MANY_INSTRUCTION_IDS", stub.GetResults, pb.GetResultsRequest(instruction_ids=["a"] * 1001))
     assert got_results(stub, "a") == []
+
+
+def test_a_result_keeps_the_digest_of_its_request_and_the_first_digest_wins(stub):
+    first = stub.PutResult(pb.PutResultRequest(instruction_id="d", result=b"R", request_digest=b"one"))
+    again = stub.PutResults(pb.PutResultsRequest(results=[
+        pb.PutResultRequest(instruction_id="d", result=b"S", request_digest=b"two")])).results[0]
+
+    assert (first.already_stored, first.request_digest) == (False, b"one")
+    assert (again.result, again.already_stored, again.request_digest) == (b"R", True, b"one")
+    assert stub.GetResult(pb.GetResultRequest(instruction_id="d")).request_digest == b"one"
+    (stored,) = stub.GetResults(pb.GetResultsRequest(instruction_ids=["d"])).results
+    assert stored.request_digest == b"one"
+
+
+def test_a_result_stored_without_a_digest_has_an_empty_one(stub):
+    stub.PutResult(pb.PutResultRequest(instruction_id="n", result=b"R"))
+
+    assert stub.GetResult(pb.GetResultRequest(instruction_id="n")).request_digest == b""

@@ -2,8 +2,9 @@
 
 A row gives the handler, the request field naming the chat it acts on (so a chat's instructions
 run in order), the field naming the users it concerns (for their instruction records), whether it
-is recorded, whether it only reads (then its result is not kept in the ledger), and what it
-changes that this process keeps (models, users' recording flags).
+is recorded, whether it only reads (then its result is not kept in the ledger), what it changes
+that this process keeps (models, users' recording flags), and which callers may run it (access:
+the roles of instructions/access.py).
 Adding an instruction type: its message in the `Instruction` oneof, one row here, one handler.
 """
 
@@ -18,6 +19,25 @@ from services.orchestrator.instructions import chats, generate, llms, users
 from services.orchestrator.instructions.run import Payload, Run
 
 Handler = Callable[[Run, object], Awaitable[Payload]]
+
+
+class Access(enum.Enum):
+    """Which keys may run an instruction; admin keys (and callers on an unauthenticated suite) may run all."""
+
+    # Admin keys only: changes to providers and models.
+    ADMIN = enum.auto()
+    # Admin and app keys: reading providers and models, creating users.
+    APP = enum.auto()
+    # Admin and app keys, and a user key when what the row names is its own: every user of
+    # user_field is its user, and the chat of chat_field (if any) has its user as a member.
+    OWN = enum.auto()
+    # As OWN; a user key may also name its own username (USER_GET by username).
+    OWN_OR_USERNAME = enum.auto()
+    # As OWN, for the chat of the message the request names (REGENERATE): its user_id must be
+    # the user key's user.
+    OWN_MESSAGE = enum.auto()
+    # Admin and app keys get the whole list; a user key gets its own things (the row's own_handler).
+    OWN_LIST = enum.auto()
 
 
 class UserChange(enum.Enum):
@@ -49,15 +69,18 @@ class Entry:
     # whether or not it went through (a timed-out call may have).
     changes_models: bool = False
     user_change: UserChange = UserChange.NONE
+    access: Access = Access.OWN
+    # What a user key gets instead of the whole list (Access.OWN_LIST).
+    own_handler: Handler | None = None
 
 
 # Keyed by the Instruction oneof field ("user_create"); the JSON type name is its upper case.
 CATALOG: dict[str, Entry] = {
-    "user_create": Entry(users.user_create),
+    "user_create": Entry(users.user_create, access=Access.APP),
     "user_update": Entry(users.user_update, user_field="user_id", user_change=UserChange.UPDATES),
     "user_delete": Entry(users.user_delete, user_field="user_id", user_change=UserChange.DELETES),
-    "user_list": Entry(users.user_list, reads_only=True),
-    "user_get": Entry(users.user_get, user_field="user_id", reads_only=True),
+    "user_list": Entry(users.user_list, access=Access.OWN_LIST, own_handler=users.own_user_list, reads_only=True),
+    "user_get": Entry(users.user_get, user_field="user_id", access=Access.OWN_OR_USERNAME, reads_only=True),
     "user_instruction_recording_enable": Entry(users.recording_enable, user_field="user_id",
                                                user_change=UserChange.UPDATES),
     "user_instruction_recording_disable": Entry(users.recording_disable, user_field="user_id",
@@ -69,19 +92,19 @@ CATALOG: dict[str, Entry] = {
     "chat_update": Entry(chats.chat_update, chat_field="chat_id"),
     "chat_delete": Entry(chats.chat_delete, chat_field="chat_id"),
     "chat_load": Entry(chats.chat_load, chat_field="chat_id", reads_only=True),
-    "chat_list": Entry(chats.chat_list, reads_only=True),
+    "chat_list": Entry(chats.chat_list, access=Access.OWN_LIST, own_handler=chats.own_chat_list, reads_only=True),
     "chat_list_by_user": Entry(chats.chat_list_by_user, user_field="user_id", reads_only=True),
     "llm_response_generate": Entry(generate.generate, chat_field="chat_id", user_field="user_id"),
-    "llm_response_regenerate": Entry(generate.regenerate),
-    "llm_provider_add": Entry(llms.provider_add),
-    "llm_provider_update": Entry(llms.provider_update, changes_models=True),
-    "llm_provider_delete": Entry(llms.provider_delete, changes_models=True),
-    "llm_provider_list": Entry(llms.provider_list, reads_only=True),
-    "llm_add": Entry(llms.llm_add),
-    "llm_update": Entry(llms.llm_update, changes_models=True),
-    "llm_delete": Entry(llms.llm_delete, changes_models=True),
-    "llm_list": Entry(llms.llm_list, reads_only=True),
-    "llm_list_by_provider": Entry(llms.llm_list_by_provider, reads_only=True),
+    "llm_response_regenerate": Entry(generate.regenerate, access=Access.OWN_MESSAGE),
+    "llm_provider_add": Entry(llms.provider_add, access=Access.ADMIN),
+    "llm_provider_update": Entry(llms.provider_update, changes_models=True, access=Access.ADMIN),
+    "llm_provider_delete": Entry(llms.provider_delete, changes_models=True, access=Access.ADMIN),
+    "llm_provider_list": Entry(llms.provider_list, access=Access.APP, reads_only=True),
+    "llm_add": Entry(llms.llm_add, access=Access.ADMIN),
+    "llm_update": Entry(llms.llm_update, changes_models=True, access=Access.ADMIN),
+    "llm_delete": Entry(llms.llm_delete, changes_models=True, access=Access.ADMIN),
+    "llm_list": Entry(llms.llm_list, access=Access.APP, reads_only=True),
+    "llm_list_by_provider": Entry(llms.llm_list_by_provider, access=Access.APP, reads_only=True),
 }
 
 

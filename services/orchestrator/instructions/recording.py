@@ -19,11 +19,12 @@ _OK = grpc.StatusCode.OK.value[0]
 
 
 async def record_instruction(units: Units, instruction: orchestrator_pb2.Instruction,
-                             result: orchestrator_pb2.Result) -> None:
+                             result: orchestrator_pb2.Result, key: str = "") -> None:
     """Records the instruction for each user it names whose recording is on; never raises.
 
     Unknown or deleted users are skipped. Each record carries the request id
-    "{instruction_id}:record:{user_id}", so recording an instruction again adds nothing.
+    "{key}:record:{user_id}" (`key`: the instruction id as its caller's own, keys.scoped), so
+    recording an instruction again adds nothing.
     """
     entry = entry_of(instruction)
     user_ids = user_ids_of(instruction)
@@ -40,7 +41,7 @@ async def record_instruction(units: Units, instruction: orchestrator_pb2.Instruc
         chat_id = chat_id_of(instruction) or _chat_of(result)
         outcome = _CODE_NAMES.get(result.status.code, str(result.status.code))
         await asyncio.gather(*(units.records.CreateRecord(db_pb2.CreateRecordRequest(
-            request_id=request_id(instruction.instruction_id, f"record:{user_id}"),
+            request_id=request_id(key or instruction.instruction_id, f"record:{user_id}"),
             user_id=user_id,
             chat_id=chat_id,
             instruction=json_type,

@@ -12,6 +12,7 @@ from google.protobuf import message as protobuf_message
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from llmchatlinker.wire import instruction_type_of
 from services.common.errors import Aborted, InvalidArgument
+from services.common.keys import ADMIN, Caller, scoped
 from services.common.limits import bounded_id
 from services.orchestrator.units.gateways import Units
 
@@ -25,9 +26,13 @@ COLLECTING_PAGE_SIZE = 1_000
 
 Emit = Callable[[orchestrator_pb2.Result], Awaitable[None]]
 # Returns once the instruction may take effect; raises AlreadyAnswered when it ran before.
-Gate = Callable[[], Awaitable[None]]
+EffectsGate = Callable[[], Awaitable[None]]
 # A handler's answer: the Result payload as keyword arguments ({"user": user}); {} for none.
 Payload = dict[str, protobuf_message.Message]
+# The most bytes of messages one CHAT_LOAD answers (LLMCHATLINKER_MAX_CHAT_LOAD_BYTES).
+DEFAULT_MAX_PAGE_BYTES = 8 * 1024 * 1024
+# Who runs an instruction when nobody is named: a caller on a suite without authentication.
+ANYONE = Caller(role=ADMIN)
 
 
 class AlreadyAnswered(Aborted):
@@ -44,19 +49,22 @@ class Run:
     units: Units
     instruction: orchestrator_pb2.Instruction
     emit: Emit
-    gate: Gate | None = None
+    caller: Caller = ANYONE
+    max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
+    effects_gate: EffectsGate | None = None
     _emit_failed: bool = dataclasses.field(default=False, init=False)
 
     async def before_effects(self) -> None:
         """Where the instruction's ledger lookup runs alongside its reads (catalog.LOOKED_UP_ALONGSIDE),
         waits for it: raises AlreadyAnswered when the instruction ran before, so nothing is done
         twice; the cycle then answers from the ledger."""
-        if self.gate is not None:
-            await self.gate()
+        if self.effects_gate is not None:
+            await self.effects_gate()
 
     def request_id(self, step: str) -> str:
-        """The idempotency key of one mutating unit call of this instruction."""
-        return request_id(self.instruction.instruction_id, step)
+        """The idempotency key of one mutating unit call of this instruction: its id as its
+        caller's own, so another caller's instruction of the same id is never answered from it."""
+        return request_id(scoped(self.caller.scope, self.instruction.instruction_id), step)
 
     async def progress(self, **payload: protobuf_message.Message) -> None:
         """Passes a non-final event to `emit`. A failing listener is logged once and then ignored:

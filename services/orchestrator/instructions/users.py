@@ -38,6 +38,11 @@ async def user_list(run: Run, request: orchestrator_pb2.UserList) -> Payload:
     return {"users": orchestrator_pb2.UserPage(users=users, next_page_token=token)}
 
 
+async def own_user_list(run: Run, request: orchestrator_pb2.UserList) -> Payload:
+    """USER_LIST for a user key: its own user only."""
+    return {"users": orchestrator_pb2.UserPage(users=[await run.units.users.get_user(run.caller.user_id)])}
+
+
 async def user_get(run: Run, request: orchestrator_pb2.UserGet) -> Payload:
     if request.user_id:
         # Joined with the other instructions' reads of users: many USER_GETs at once are one call.

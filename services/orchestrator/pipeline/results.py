@@ -1,5 +1,5 @@
 """Store: each final result is recorded for its users and, for an instruction with an effect,
-kept in the ledger, linked to its instruction id.
+kept in the ledger, linked to its instruction id as its caller's own.
 
 The ledger is what makes a redelivered instruction answer from memory instead of applying its
 effect again. A read has no effect to protect: it is never looked up nor kept, and a repeated
@@ -8,12 +8,15 @@ id reads again.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 import grpc
 
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
+from llmchatlinker.wire import instruction_type_of, json_type_of
 from services.common.limits import bounded_id
+from services.orchestrator.errors import failed_result, orchestrator_status
 from services.orchestrator.instructions.catalog import reads_only
 from services.orchestrator.instructions.recording import record_instruction
 from services.orchestrator.queue.transport import Message
@@ -39,28 +42,57 @@ def kept(instruction: Instruction) -> bool:
     return not reads_only(instruction)
 
 
+def digest_of(instruction: Instruction) -> bytes:
+    """What the request was, whatever its id: the SHA-256 of the instruction without its id."""
+    request = Instruction()
+    request.CopyFrom(instruction)
+    request.instruction_id = ""
+    return hashlib.sha256(request.SerializeToString(deterministic=True)).digest()
+
+
+def conflict(instruction: Instruction) -> Result:
+    """The answer to an id sent again with another request: ALREADY_EXISTS (not stored)."""
+    return failed_result(instruction.instruction_id, instruction_type_of(instruction), orchestrator_status(
+        grpc.StatusCode.ALREADY_EXISTS,
+        f"instruction id {instruction.instruction_id!r} was already used for another request; this "
+        f"{json_type_of(instruction)} is not that request: send it under a new id", "INSTRUCTION_ID_REUSED"),
+        sequence=1)
+
+
 class Results:
-    """Final results of effects in db_unit's ledger (first writer wins), and the instruction
-    records that every final result makes."""
+    """Final results in db_unit's ledger (first writer wins), and the instruction records they make."""
 
     def __init__(self, units: Units):
         self._units = units
 
-    async def lookup(self, instruction: Instruction) -> Result | None:
-        """The stored final result of an instruction, or None when it has not finished (or is a
-        read, whose result is never stored)."""
+    async def lookup(self, instruction: Instruction, key: str, digest: bytes = b"") -> Result | None:
+        """The stored final result of an instruction (under `key`, its id as its caller's own), or
+        None when it has not finished or is a read (never stored). With the request's `digest`: a
+        result stored for another request is answered `conflict(instruction)`."""
         if not kept(instruction):
             return None
-        stored = await self._units.ledger.lookup(instruction.instruction_id)
-        return None if stored is None else Result.FromString(stored)
+        stored = await self._units.ledger.lookup(key)
+        if stored is None:
+            return None
+        result, stored_digest = stored
+        if digest and stored_digest and stored_digest != digest:
+            return conflict(instruction)
+        return Result.FromString(result)
+
+    async def stored_under(self, key: str) -> Result | None:
+        """The result stored under `key` (an instruction id as its caller's own), whatever the
+        request was; None when there is none (an effect not finished, or a read)."""
+        stored = await self._units.ledger.lookup(key)
+        return None if stored is None else Result.FromString(stored[0])
 
     async def count_delivery(self, instruction_id: str) -> int:
         """Counts one more unfinished delivery of the instruction (durably); returns the count."""
         return await self._units.ledger.count_delivery(instruction_id)
 
-    async def keep(self, instruction: Instruction, result: Result) -> Result:
+    async def keep(self, instruction: Instruction, result: Result, key: str = "", digest: bytes = b"") -> Result:
         """Records the instruction for its users, then stores the result of an effect; returns the
-        stored one, which is another run's when that run stored first.
+        stored one, which is another run's when that run stored first. `key` is the instruction id
+        as its caller's own (keys.scoped), `digest` the request's (digest_of).
 
         The record comes first because it is idempotent (keyed by the instruction id) while the
         ledger entry is what marks the instruction done: a crash between them repeats the record
@@ -73,9 +105,11 @@ class Results:
         """
         if result.status.code in RETRYABLE_CODES:
             return result
-        await record_instruction(self._units, instruction, result)
+        await record_instruction(self._units, instruction, result, key)
         if not kept(instruction):
             return result
         serialized = result.SerializeToString()
-        stored = await self._units.ledger.put(result.instruction_id, serialized)
+        stored, stored_digest = await self._units.ledger.put(key or result.instruction_id, serialized, digest)
+        if digest and stored_digest and stored_digest != digest:
+            return conflict(instruction)
         return result if stored == serialized else Result.FromString(stored)

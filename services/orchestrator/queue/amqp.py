@@ -102,6 +102,9 @@ class AmqpQueue:
         self._refused = asyncio.Event()
         self._refusal: BrokerRefused | None = None
         self._unconfirmed: dict[asyncio.Future, int] = {}
+        # Connections lost so far: each took the (exclusive) reply queue, and the replies sent to
+        # it meanwhile, with it.
+        self.connections_lost = 0
 
     # ---- the event loop's side -------------------------------------------------------------
 
@@ -160,6 +163,11 @@ class AmqpQueue:
                 self._publish, self._generation, routing_key, _properties(message, persistent), message.body, None))
 
     @property
+    def connected(self) -> bool:
+        """Whether a connection is open and its reply queue declared (publishing works)."""
+        return self._ready.is_set()
+
+    @property
     def attached(self) -> bool:
         """Taking instructions, or standing by for the replica that takes them: healthy either way."""
         return self.consuming or self.standing_by
@@ -193,6 +201,7 @@ class AmqpQueue:
 
     def _connection_lost(self, generation: int) -> None:
         self._ready.clear()
+        self.connections_lost += 1
         for future, published_on in list(self._unconfirmed.items()):
             if published_on <= generation:
                 _fail(future, ConnectionLost("connection lost before the broker confirmed"))
@@ -273,7 +282,7 @@ class AmqpQueue:
             steps = [
                 lambda cb: channel.queue_declare(self.dead_letter_queue, durable=True, callback=cb),
                 lambda cb: channel.queue_declare(
-                    self.reply_queue, durable=False, exclusive=False, auto_delete=False,
+                    self.reply_queue, durable=False, exclusive=True, auto_delete=False,
                     arguments={"x-expires": REPLY_QUEUE_EXPIRES_MS}, callback=cb),
             ]
             if step < len(steps):

@@ -27,11 +27,17 @@ class InProcessQueue:
         self._unacked: set[int] = set()
         self._tags = itertools.count(1)
         self._consumers: dict[str, asyncio.Task] = {}
+        # Never lost: nothing to recover (Transport.connections_lost).
+        self.connections_lost = 0
 
     @property
     def consuming(self) -> bool:
         consumer = self._consumers.get(self.queue)
         return consumer is not None and not consumer.done()
+
+    @property
+    def connected(self) -> bool:
+        return True
 
     @property
     def attached(self) -> bool:

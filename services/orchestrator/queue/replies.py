@@ -5,8 +5,8 @@ from __future__ import annotations
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from services.orchestrator.queue.bodies import encode_result, without_provider_keys
 from services.orchestrator.queue.transport import (
-    DELIVERY_COUNT_HEADER, FAILURE_HEADER, FAILURE_REASON_HEADER, ORIGIN_QUEUE_HEADER, Message, Transport,
-    dead_letter_queue_name, reply_queue_name,
+    CALLER_KEY_HEADER, DELIVERY_COUNT_HEADER, FAILURE_HEADER, FAILURE_REASON_HEADER, ORIGIN_QUEUE_HEADER, Message,
+    Transport, dead_letter_queue_name, reply_queue_name,
 )
 
 # Reply queues that never outlive a broker restart: the ones the broker names (a queue declared
@@ -53,12 +53,14 @@ class Outbox:
 
     async def dead_letter(self, message: Message, failure: str, reason: str) -> None:
         """Keeps the message, with why it failed and where it came from, on the dead-letter queue:
-        as it came, but for any provider API key in it, which is blanked out."""
+        as it came, but without its caller's key nor any provider API key in it (blanked out):
+        nobody reading that queue should get them."""
         kept = _copy(message, {
             FAILURE_HEADER: failure,
             FAILURE_REASON_HEADER: reason,
             ORIGIN_QUEUE_HEADER: self._transport.queue,
         })
+        kept.headers.pop(CALLER_KEY_HEADER, None)
         kept.body = without_provider_keys(message.body, message.content_type)
         await self._transport.publish(dead_letter_queue_name(self._transport.queue), kept)
 

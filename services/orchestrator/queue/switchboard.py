@@ -86,6 +86,10 @@ class Switchboard:
             log.info("instruction %s: caller cancelled; cancelling its execution", instruction_id)
             execution.cancel()
 
+    def listening(self) -> list[str]:
+        """The ids some Submit call of this process listens to now."""
+        return list(self._listeners)
+
     def is_listening(self, instruction_id: str) -> bool:
         return bool(self._listeners.get(instruction_id))
 

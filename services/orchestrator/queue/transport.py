@@ -12,8 +12,10 @@ INSTRUCTION_QUEUE = "instruction_queue"
 INSTRUCTION_QUEUE_ARGUMENTS: dict = {}
 # Poison messages, kept for a person to look at: durable, no arguments.
 DEAD_LETTER_SUFFIX = ".dead"
-# Each replica's reply queue: named, so it outlives a broker reconnect, and deleted by the broker
-# once no replica has used it for this long.
+# Each replica's reply queue: exclusive to its connection, so no other connection can read the
+# results and token streams of its Submit callers (the broker refuses them); declared again on a
+# reconnect (replies published while it was down are lost with it), and expired by the broker
+# once unused for this long.
 REPLY_QUEUE_EXPIRES_MS = 60_000
 
 PERSISTENT = 2
@@ -24,6 +26,8 @@ TRANSIENT = 1
 # would, but the queue's type is fixed by the legacy clients' declaration).
 DELIVERY_COUNT_HEADER = "x-llmchatlinker-deliveries"
 MAX_DELIVERIES = 5
+# A caller's key on a message (`Bearer <key>`): the front door's callers' and legacy publishers' own.
+CALLER_KEY_HEADER = "authorization"
 # Headers of a dead-lettered message: why, and where it came from.
 FAILURE_HEADER = "x-llmchatlinker-failure"
 FAILURE_REASON_HEADER = "x-llmchatlinker-failure-reason"
@@ -80,6 +84,11 @@ class Transport(Protocol):
     # Whether it takes them or stands by for the replica that does (health: NOT_SERVING while
     # neither, as when the broker is gone).
     attached: bool
+    # Whether a connection is open (with its reply queue declared).
+    connected: bool
+    # Broker connections lost so far; with each went the exclusive reply queue and any reply
+    # published to it meanwhile.
+    connections_lost: int
 
     def start(self, on_instruction: OnMessage, on_reply: OnMessage) -> None:
         """Starts consuming; callbacks run on the event loop."""

@@ -1,6 +1,8 @@
 """OrchestratorService.Submit over RabbitMQ: the accepted event, live deltas, the final result,
 cancellation, answers from the ledger (reads read again), and replicas that run each other's instructions."""
 
+import asyncio
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -130,3 +132,26 @@ async def test_the_front_door_serves_health_and_reflection(suite, orchestrators,
         async for answer in reflection.ServerReflectionInfo(requests, timeout=10):
             names = {service.name for service in answer.list_services_response.service}
             assert "llmchatlinker.orchestrator.v1.OrchestratorService" in names
+
+
+async def test_a_result_published_while_the_front_doors_reply_queue_was_gone_still_reaches_its_caller(
+        suite, orchestrators, amqp_url, proxy, submit_stub, submit):
+    # The reply queue is exclusive to the front door's connection: while the connection is down the
+    # queue is gone, and a reply published then is lost. The stored result is looked up instead.
+    front = await orchestrators(suite, proxy.url)
+    await orchestrators(suite, amqp_url)  # the worker
+    await front.transport.stop_consuming()
+    async with submit_stub(front) as stub:
+        ids = await setup_model(stub, submit, suite, "paced@tokens=20,interval_ms=50")
+        call = stub.Submit(generate(ids, instruction_id="through-the-gap"), timeout=60)
+        async for response in call:
+            if response.result.HasField("delta"):
+                break
+        await proxy.refuse()  # the front door's connection, and with it its reply queue, gone
+        while suite.provider.stats.completed == 0:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # the worker stores the result and publishes it to no queue
+        await proxy.accept_again()
+        events = [response.result async for response in call]
+    assert events[-1].final and events[-1].status.code == 0
+    assert events[-1].llm_response.message.content == "".join(f"t{i} " for i in range(20))

@@ -19,9 +19,10 @@ class AsyncClient:
     """Client's methods as coroutines and async iterators; create it inside the event loop."""
 
     def __init__(self, address: str | None = None, *, timeout: float | None = None,
-                 credentials: grpc.ChannelCredentials | None = None) -> None:
+                 credentials: grpc.ChannelCredentials | None = None, api_key: str | None = None) -> None:
         self.address = settings.address(address)
         self.timeout = settings.timeout(timeout)
+        self._metadata = settings.key_metadata(settings.api_key(api_key))
         options = list(settings.CHANNEL_OPTIONS)
         if credentials is None:
             self._channel = grpc.aio.insecure_channel(self.address, options=options)
@@ -56,7 +57,8 @@ class AsyncClient:
         """Every result event, the final one included whatever its status."""
         request = pb.SubmitRequest(instruction=as_instruction(instruction))
         refuse_blank_input(request.instruction)
-        call = self._stub.Submit(request, timeout=self.timeout if timeout is None else timeout)
+        call = self._stub.Submit(request, timeout=self.timeout if timeout is None else timeout,
+                                 metadata=self._metadata)
         told_waiting = False
         try:
             async for response in call:

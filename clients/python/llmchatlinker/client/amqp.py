@@ -12,7 +12,7 @@ import grpc
 
 from llmchatlinker.client.errors import LLMChatLinkerError
 from llmchatlinker.client.replies import Reply
-from llmchatlinker.client.settings import AMQP_INSTALL_HINT
+from llmchatlinker.client.settings import AMQP_INSTALL_HINT, key_metadata
 
 # How long one wait on the socket lasts; the overall wait is the transport's timeout.
 POLL_SECONDS = 1.0
@@ -35,13 +35,15 @@ class AmqpTransport:
     """Owns one broker connection and channel for all of a client's calls (the original opened one
     per call). Publishes with confirms and persistent delivery; one call at a time per client."""
 
-    def __init__(self, url: str | None, queue: str, timeout: float) -> None:
+    def __init__(self, url: str | None, queue: str, timeout: float, api_key: str | None = None) -> None:
         try:
             import pika  # noqa: F401
         except ImportError:
             raise ImportError(f"the AMQP transport needs pika: {AMQP_INSTALL_HINT}") from None
         self.queue = queue
         self.timeout = timeout
+        # Sent as the message's `authorization` header: the suite then acts with the key's role.
+        self._headers = dict(key_metadata(api_key)) or None
         self._parameters = connection_parameters(url)
         self._lock = threading.Lock()
         self._connection = None
@@ -98,7 +100,7 @@ class AmqpTransport:
             routing_key=self.queue,
             body=json.dumps(body).encode("utf-8"),
             properties=pika.BasicProperties(reply_to=self._reply_queue, correlation_id=correlation_id,
-                                            message_id=message_id, delivery_mode=2),
+                                            message_id=message_id, delivery_mode=2, headers=self._headers),
         )
         return correlation_id
 

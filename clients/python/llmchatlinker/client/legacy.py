@@ -27,8 +27,8 @@ class GrpcTransport:
     """The default: the orchestrator's Submit, with lists and chats fetched whole."""
 
     def __init__(self, address: str | None, timeout: float | None,
-                 credentials: grpc.ChannelCredentials | None) -> None:
-        self._client = Client(address, timeout=timeout, credentials=credentials)
+                 credentials: grpc.ChannelCredentials | None, api_key: str | None = None) -> None:
+        self._client = Client(address, timeout=timeout, credentials=credentials, api_key=api_key)
 
     def call(self, body: dict) -> dict:
         try:
@@ -78,20 +78,21 @@ class LLMChatLinkerClient:
     `queue` ($LLMCHATLINKER_QUEUE, default instruction_queue) on the broker at `amqp_url`
     ($LLMCHATLINKER_AMQP_URL, else the original's RABBITMQ_HOST/PORT/USER/PASSWORD, default
     localhost:5672 guest/guest). `timeout` is the seconds one instruction may take
-    ($LLMCHATLINKER_CLIENT_TIMEOUT, default 300).
+    ($LLMCHATLINKER_CLIENT_TIMEOUT, default 300). `api_key` ($LLMCHATLINKER_API_KEY) is the caller
+    key, sent on either transport.
     """
 
     def __init__(self, transport: str | None = None, *, address: str | None = None,
                  amqp_url: str | None = None, queue: str | None = None, timeout: float | None = None,
-                 credentials: grpc.ChannelCredentials | None = None) -> None:
+                 credentials: grpc.ChannelCredentials | None = None, api_key: str | None = None) -> None:
         self.transport = settings.transport(transport)
         if self.transport == "amqp":
             from llmchatlinker.client.amqp import AmqpTransport
 
             self._transport = AmqpTransport(settings.amqp_url(amqp_url), settings.queue(queue),
-                                            settings.timeout(timeout))
+                                            settings.timeout(timeout), settings.api_key(api_key))
         else:
-            self._transport = GrpcTransport(address, timeout, credentials)
+            self._transport = GrpcTransport(address, timeout, credentials, api_key)
 
     def close(self) -> None:
         self._transport.close()

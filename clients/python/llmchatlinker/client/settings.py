@@ -14,6 +14,9 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 # its own copy, and services/common/tests/test_deadlines.py checks that the two agree).
 TIMEOUT_VARIABLE = "LLMCHATLINKER_CLIENT_TIMEOUT"
 DEFAULT_TIMEOUT_SECONDS = 300.0
+# The caller key (`llmchatlinker keys create`), sent as `authorization: Bearer <key>`; a suite with
+# LLMCHATLINKER_AUTH=keys refuses calls without one.
+API_KEY_VARIABLE = "LLMCHATLINKER_API_KEY"
 # "grpc" (the default) or "amqp", for LLMChatLinkerClient.
 TRANSPORT_VARIABLE = "LLMCHATLINKER_CLIENT_TRANSPORT"
 # The legacy AMQP path: a URL, else the original client's RABBITMQ_* variables.
@@ -69,6 +72,15 @@ def timeout(given: float | None = None) -> float:
         return float(raw)
     except ValueError:
         raise ValueError(f"environment variable {TIMEOUT_VARIABLE} must be a number of seconds, not {raw!r}") from None
+
+
+def api_key(given: str | None = None) -> str | None:
+    return given or _env(API_KEY_VARIABLE) or None
+
+
+def key_metadata(key: str | None) -> tuple[tuple[str, str], ...]:
+    """The call metadata that carries a caller key (none without one)."""
+    return (("authorization", f"Bearer {key}"),) if key else ()
 
 
 def transport(given: str | None = None) -> str:

@@ -26,15 +26,17 @@ class Client:
     """Submits instructions to the orchestrator's front door.
 
     `address` defaults to $LLMCHATLINKER_ORCHESTRATOR_ADDR, then 127.0.0.1:50051; `timeout` (seconds
-    per instruction) to $LLMCHATLINKER_CLIENT_TIMEOUT, then 300. Pass `credentials` for TLS. Every
+    per instruction) to $LLMCHATLINKER_CLIENT_TIMEOUT, then 300; `api_key` (the caller key) to
+    $LLMCHATLINKER_API_KEY, then none. Pass `credentials` for TLS. Every
     method raises LLMChatLinkerError for a non-OK result or a failed call. Thread-safe; one client
     holds one channel, so keep it and close it when done (or use `with`).
     """
 
     def __init__(self, address: str | None = None, *, timeout: float | None = None,
-                 credentials: grpc.ChannelCredentials | None = None) -> None:
+                 credentials: grpc.ChannelCredentials | None = None, api_key: str | None = None) -> None:
         self.address = settings.address(address)
         self.timeout = settings.timeout(timeout)
+        self._metadata = settings.key_metadata(settings.api_key(api_key))
         self._channel = open_channel(self.address, credentials)
         self._stub = pb_grpc.OrchestratorServiceStub(self._channel)
 
@@ -70,7 +72,8 @@ class Client:
         """Every result event, the final one included whatever its status."""
         request = pb.SubmitRequest(instruction=as_instruction(instruction))
         refuse_blank_input(request.instruction)
-        call = self._stub.Submit(request, timeout=self.timeout if timeout is None else timeout)
+        call = self._stub.Submit(request, timeout=self.timeout if timeout is None else timeout,
+                                 metadata=self._metadata)
         told_waiting = False
         try:
             for response in call:
