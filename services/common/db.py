@@ -88,7 +88,8 @@ class Database:
     def _sqlite_engine(self) -> sa.Engine:
         if self.url.database and self.url.database != ":memory:":
             pathlib.Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30},
+                                  hide_parameters=True)  # errors (and so logs) never show stored values
 
         @event.listens_for(engine, "connect")
         def on_connect(dbapi_connection, _record):
@@ -122,6 +123,7 @@ class Database:
             max_overflow=pool_size * 2,
             pool_recycle=POOL_RECYCLE_SECONDS,
             connect_args=connect_args,
+            hide_parameters=True,  # errors (and so logs) never show stored values: inputs, keys
         )
 
         # pool_pre_ping would cost a round trip on every checkout (most of a short read's time):

@@ -208,8 +208,9 @@ class Reply:
                     pass
 
     def _failed(self, error: DomainError, status: int | None = None) -> DomainError:
-        # The message names the provider and its status, and carries no key: it is safe to log.
-        log.warning("generation failed [%s%s]: %s", error.reason, f", HTTP {status}" if status else "", error.message)
+        # The reason and status only: the message may quote the provider's answer, which may quote the input.
+        log.warning("generation failed [%s%s]: provider %r", error.reason, f", HTTP {status}" if status else "",
+                    self._provider.name)
         return error
 
 
