@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
 
+from services.common import tracing
 from services.common.errors import DomainError
 from services.llm_unit import errors, protocols, service
 
@@ -92,7 +93,7 @@ class Reply:
 
     async def open(self, session: aiohttp.ClientSession, model: str, messages: Sequence[service.Message]) -> None:
         provider = self._provider
-        headers = {"Content-Type": "application/json"}
+        headers = tracing.inject({"Content-Type": "application/json"})  # traceparent, while tracing
         if provider.api_key:
             headers["Authorization"] = f"Bearer {provider.api_key}"
         body = protocols.request_body(provider.kind, model, messages)

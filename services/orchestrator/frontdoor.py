@@ -31,6 +31,7 @@ from google.protobuf import timestamp_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2_grpc as orchestrator_grpc
 from llmchatlinker.wire import instruction_type_of
+from services.common import tracing
 from services.common.errors import Unavailable, maps_errors
 from services.common.limits import PROTOBUF
 from services.orchestrator.errors import DOMAIN
@@ -66,6 +67,7 @@ class OrchestratorServicer(orchestrator_grpc.OrchestratorServiceServicer):
                     reply_to=self._transport.reply_queue,
                     correlation_id=instruction_id,
                     message_id=instruction_id,
+                    headers=tracing.inject({}),  # the run continues this call's trace
                 ))
             except (ConnectionLost, TimeoutError) as error:
                 finished = True  # nothing was accepted: nothing to withdraw

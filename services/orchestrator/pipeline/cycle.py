@@ -16,6 +16,7 @@ from services.orchestrator.instructions.catalog import chat_id_of
 from services.orchestrator.instructions.control import ControlUnit
 from services.orchestrator.pipeline.chains import Chains
 from services.orchestrator.pipeline.deltas import delta_route
+from services.orchestrator.pipeline.observe import answered, observed
 from services.orchestrator.pipeline.redelivery import DeliveryPolicy, InstructionOutage, log_settled
 from services.orchestrator.pipeline.results import Results, instruction_id_for
 from services.orchestrator.queue.bodies import DecodeError, decode
@@ -59,7 +60,8 @@ class Cycle:
                 self._policy.guarded(message, lambda failure=error: self._policy.reject(message, failure))))
             return
         key = chat_id_of(instruction)
-        self._track(self._chains.run(key, lambda: self._policy.guarded(message, lambda: self._cycle(message, instruction))))
+        work = observed(message, instruction, self._cycle)  # counted, timed, traced and logged
+        self._track(self._chains.run(key, lambda: self._policy.guarded(message, work)))
 
     def _track(self, task: asyncio.Task) -> None:
         self._tasks.add(task)
@@ -193,6 +195,7 @@ class Cycle:
 
     async def _answer(self, message: Message, result: Result) -> None:
         """The final result to its caller: in-process to a Submit call of this replica, else to reply_to."""
+        answered(result)
         if message.reply_to == self._transport.reply_queue:
             self._switchboard.deliver(result.instruction_id, result)
             return  # our own reply queue: nobody else reads it

@@ -14,6 +14,7 @@ from llmchatlinker.user.v1 import user_service_pb2_grpc as user_grpc
 from services.common import deadlines
 from services.common.admission import call_metadata, channel_credentials
 from services.common.config import ClientTls
+from services.common.interceptors import client_interceptors
 from services.common.limits import MESSAGE_SIZE_OPTIONS
 
 # Seconds every unary call to a unit may take (retries included), and a GenerateReply call from
@@ -93,11 +94,14 @@ class UnitChannels:
         """Opens the channels (connections are made lazily, on the first call), over TLS when `tls`
         is set; every call carries `internal_token` when set."""
         addresses = (user_addr, chat_addr, llm_addr, db_addr)
+        interceptors = client_interceptors()  # none unless metrics or traces are on
         if tls is None:
-            channels = [grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) for address in addresses]
+            channels = [grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+                        for address in addresses]
         else:
             credentials = channel_credentials(tls)
-            channels = [grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS) for address in addresses]
+            channels = [grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS, interceptors=interceptors)
+                        for address in addresses]
         return cls(*channels, internal_token=internal_token)
 
     async def wait_ready(self, timeout: float) -> None:
