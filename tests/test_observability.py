@@ -311,3 +311,20 @@ def test_one_log_line_per_instruction_and_no_key_input_or_output_at_debug(observ
     assert any(" DEBUG " in line for line in lines)  # the level really was DEBUG
     assert not [line for line in lines if CANARY_KEY in line]
     assert not [line for line in lines if CANARY_INPUT in line]
+
+
+def test_status_shows_health_queue_and_instructions_in_flight(observed):
+    shown = subprocess.run([sys.executable, "-m", "services.cli", "status"], env=observed.environ,
+                           capture_output=True, text=True, timeout=60)
+    answer = subprocess.run([sys.executable, "-m", "services.cli", "status", "--json"], env=observed.environ,
+                            capture_output=True, text=True, timeout=60)
+
+    assert shown.returncode == 0 and answer.returncode == 0, shown.stdout + shown.stderr
+    report = json.loads(answer.stdout)
+    assert {name: entry["health"] for name, entry in report["services"].items()} == \
+        {service: "SERVING" for service in launcher.SERVICES}
+    assert report["queue"]["name"] == observed.queue and report["queue"]["dead_letters"] >= 0
+    assert report["queue"]["depth"] >= 0
+    assert report["orchestrator"]["in_flight"] == 0 and report["orchestrator"]["oldest_unfinished_seconds"] == 0
+    assert f"queue {observed.queue} (RabbitMQ)" in shown.stdout and "0 instructions in flight" in shown.stdout
+    assert shown.stdout.splitlines()[2].split()[:3] == ["orchestrator", observed.orchestrator, "SERVING"]

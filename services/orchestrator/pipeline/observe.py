@@ -64,7 +64,14 @@ class _Held:
 
 # Dropped when finished, or with the task when it never ran (cancelled while it waited its turn).
 _held: weakref.WeakSet[_Held] = weakref.WeakSet()
-OLDEST_AGE.set_function(lambda: time.monotonic() - min((held.since for held in list(_held)), default=time.monotonic()))
+
+
+def _oldest_age() -> float:
+    now = time.monotonic()
+    return now - min((held.since for held in list(_held)), default=now)
+
+
+OLDEST_AGE.set_function(_oldest_age)
 
 
 def caller_role(message: Message, instruction: orchestrator_pb2.Instruction) -> str:
