@@ -41,7 +41,7 @@ def gather(environ: Mapping[str, str]) -> dict:
     """Everything the screen shows, as one dict (what --json prints)."""
     report: dict = {"services": {}, "queue": None, "orchestrator": None}
     for service in ("orchestrator", *launcher.UNITS):
-        address = launcher.address(service, environ)
+        address = _address(service, environ)
         report["services"][service] = {"address": address,
                                        "health": healthcheck.status(address, timeout=HEALTH_SECONDS)}
     figures = _orchestrator_figures(environ)
@@ -56,6 +56,13 @@ def gather(environ: Mapping[str, str]) -> dict:
                            "dead_letters": figures.get("dead_letters")}
     report["healthy"] = all(entry["health"] == "SERVING" for entry in report["services"].values())
     return report
+
+
+def _address(service: str, environ: Mapping[str, str]) -> str:
+    """Where to reach a service: the clients' ORCHESTRATOR_ADDR for the front door when set, else as `up` does."""
+    if service == "orchestrator" and config.optional("ORCHESTRATOR_ADDR", "", environ):
+        return config.optional("ORCHESTRATOR_ADDR", "", environ)
+    return launcher.address(service, environ)
 
 
 def _broker_depths(url: str, queue: str) -> dict:
@@ -78,7 +85,7 @@ def _orchestrator_figures(environ: Mapping[str, str]) -> dict | None:
                           environ=environ)
     if not port:
         return None
-    host = launcher.address("orchestrator", environ).rpartition(":")[0]
+    host = _address("orchestrator", environ).rpartition(":")[0]
     try:
         with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=SCRAPE_SECONDS) as answer:
             text = answer.read().decode()
