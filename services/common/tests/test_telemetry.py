@@ -45,8 +45,8 @@ def test_with_neither_metrics_nor_traces_nothing_is_installed():
         "from services.common import telemetry, tracing, interceptors\n"
         "import services.orchestrator.server, services.llm_unit.server\n"
         "telemetry.start('orchestrator')\n"
-        "print(tracing.enabled(), interceptors.server_interceptors(True), interceptors.client_interceptors(),\n"
+        "print(tracing.enabled(), interceptors.server_interceptors(True), interceptors.watching(),\n"
         "      'opentelemetry.sdk' in sys.modules)\n"
     )
     answer = subprocess.run([sys.executable, "-c", program], env=environ, capture_output=True, text=True, timeout=60)
-    assert answer.stdout.split() == ["False", "[]", "[]", "False"], answer.stderr
+    assert answer.stdout.split() == ["False", "[]", "False", "False"], answer.stderr
