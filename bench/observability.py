@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import sys
 import threading
 import time
 import urllib.request
@@ -24,10 +25,9 @@ from bench import models, proc
 from bench.load import submit_instruction, submit_load
 from bench.stats import percentile
 from bench.submit_client import SubmitClient, channel
-from bench.suite import REPO, SERVICES, Suite, SuiteOptions, free_port, start_llm_server
+from bench.suite import REPO, SERVICES, Suite, SuiteOptions, free_port, http_answers, spawn, start_llm_server, wait_until
 from bench.world import World
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
-from testkit.otlp import OtlpReceiver
 
 RESULTS = REPO / "bench" / "results"
 CLIENTS = 8
@@ -116,11 +116,18 @@ async def run(args: argparse.Namespace) -> dict:
     log_dir = RESULTS / "logs" / "observability"
     for side in ("off", args.on):
         (log_dir / side).mkdir(parents=True, exist_ok=True)
-    receiver = OtlpReceiver(keep=False).start()
+    receiver_port = free_port()
+    receiver = spawn("otlp_collector", [sys.executable, "-m", "testkit.otlp", "--port", str(receiver_port)], {},
+                     receiver_port, log_dir)
+    await wait_until(receiver, lambda: http_answers(f"http://127.0.0.1:{receiver_port}/"))
+    endpoint = f"http://127.0.0.1:{receiver_port}"
     metrics_ports = {service: free_port() for service in SERVICES}
-    on_env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+    on_env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
               **{f"LLMCHATLINKER_{s.upper()}_METRICS_PORT": str(p) for s, p in metrics_ports.items()}}
-    tracing_env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
+    tracing_env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+    if args.sample < 1:
+        on_env |= {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": str(args.sample)}
+        tracing_env |= {name: on_env[name] for name in ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")}
     metrics_env = {k: v for k, v in on_env.items() if k not in tracing_env}
     envs = {"off": {}, "on": on_env, "metrics": metrics_env, "tracing": tracing_env}
     sides = [Side(name, Suite(SuiteOptions(env=envs[name]), log_dir / name)) for name in ("off", args.on)]
@@ -154,6 +161,7 @@ async def run(args: argparse.Namespace) -> dict:
             side.suite.stop()
         provider.stop()
         receiver.stop()
+    exports = receiver.log_tail(1).partition(": ")[2]
     off, on = sides
     figures = {
         "instructions_per_second": (_median(off.rates), _median(on.rates)),
@@ -163,7 +171,7 @@ async def run(args: argparse.Namespace) -> dict:
     }
     return {"figures": {name: {"off": a, "on": b, "change_pct": (b - a) / a * 100 if a else None}
                         for name, (a, b) in figures.items()},
-            "rounds": args.rounds, "spans_received": receiver.received, "scrapes": scraper.scrapes,
+            "rounds": args.rounds, "on": args.on, "trace_sample_ratio": args.sample, "trace_exports_received": exports, "scrapes": scraper.scrapes,
             "errors": {side.name: side.errors for side in sides},
             "samples": {side.name: {"rates": side.rates, "cpu_per_1000": side.cpu_per_1000,
                                     "ttft_count": len(side.ttfts)} for side in sides}}
@@ -174,6 +182,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--on", choices=("on", "metrics", "tracing"), default="on",
                         help="what the second suite turns on: both (default), metrics alone, or tracing alone")
+    parser.add_argument("--sample", type=float, default=1.0, metavar="RATIO",
+                        help="the share of traces kept (OTEL_TRACES_SAMPLER=parentbased_traceidratio); default 1: all")
     parser.add_argument("--quick", action="store_true", help="shorter loads: a smoke run, noisier")
     parser.add_argument("--json", type=Path, default=RESULTS / "observability.json")
     args = parser.parse_args()
@@ -182,7 +192,7 @@ def main() -> None:
     for name, figure in report["figures"].items():
         change = f"{figure['change_pct']:+.1f} %" if figure["change_pct"] is not None else "-"
         print(f"{name:<34} {figure['off']:>10.2f} {figure['on']:>10.2f} {change:>8}")
-    print(f"spans received by the collector: {report['spans_received']:,}; scrapes: {report['scrapes']:,}; "
+    print(f"trace exports received by the collector: {report['trace_exports_received']}; scrapes: {report['scrapes']:,}; "
           f"errors: {report['errors']}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -24,10 +24,11 @@ class Span:
 class OtlpReceiver:
     """Listens on 127.0.0.1 (a free port) for POST /v1/traces (protobuf) and keeps every span."""
 
-    def __init__(self, keep: bool = True) -> None:
-        """With keep=False only `received` counts the spans (a collector for a benchmark)."""
+    def __init__(self, keep: bool = True, port: int = 0) -> None:
+        """With keep=False the spans are only counted in exports and bytes (a benchmark's collector)."""
         self.spans: list[Span] = []
         self.received = 0
+        self.exports = self.received_bytes = 0
         self._keep = keep
         self._lock = threading.Lock()
         receiver = self
@@ -36,7 +37,7 @@ class OtlpReceiver:
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if self.path == "/v1/traces":
-                    receiver._take(ExportTraceServiceRequest.FromString(body))
+                    receiver._take(body)
                 answer = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -44,10 +45,15 @@ class OtlpReceiver:
                 self.end_headers()
                 self.wfile.write(answer)
 
+            def do_GET(self) -> None:  # noqa: N802 - readiness
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def log_message(self, *_args) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -62,10 +68,13 @@ class OtlpReceiver:
         self._server.shutdown()
         self._server.server_close()
 
-    def _take(self, request: ExportTraceServiceRequest) -> None:
-        if not self._keep:
-            self.received += sum(len(scope.spans) for spans in request.resource_spans for scope in spans.scope_spans)
+    def _take(self, body: bytes) -> None:
+        if not self._keep:  # a benchmark's collector: not even decoded
+            with self._lock:
+                self.exports += 1
+                self.received_bytes += len(body)
             return
+        request = ExportTraceServiceRequest.FromString(body)
         found = []
         for resource_spans in request.resource_spans:
             service = next((a.value.string_value for a in resource_spans.resource.attributes
@@ -99,3 +108,25 @@ class OtlpReceiver:
 def _value(value) -> object:
     kind = value.WhichOneof("value")
     return getattr(value, kind) if kind else None
+
+
+def main() -> None:
+    """`python -m testkit.otlp --port N`: a collector in a process of its own that counts exports and
+    drops them undecoded (for benchmarks: it should cost the measured machine next to nothing)."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m testkit.otlp", description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    receiver = OtlpReceiver(keep=False, port=args.port).start()
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    while not stopped.wait(1.0):
+        pass
+    receiver.stop()
+    print(f"exports received: {receiver.exports} ({receiver.received_bytes:,} bytes)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

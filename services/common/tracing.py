@@ -37,17 +37,21 @@ def enabled() -> bool:
 
 
 def configure(service: str, environ: MutableMapping[str, str] | None = None) -> bool:
-    """Installs the SDK with a batching OTLP/HTTP exporter when the endpoint is set; whether it did.
-    The exporter reads the other OTEL_EXPORTER_OTLP_* variables (headers, timeout) itself."""
+    """Installs the SDK with a batching OTLP/HTTP exporter when the endpoint is set (and
+    OTEL_SDK_DISABLED is not true); whether it did. The exporter reads the other OTEL_EXPORTER_OTLP_*
+    variables (headers, timeout) itself, the SDK OTEL_TRACES_SAMPLER (default: every trace) and
+    OTEL_BSP_* (batching)."""
     environ = os.environ if environ is None else environ
-    if not any(environ.get(name, "").strip() for name in ENDPOINT_VARIABLES):
+    endpoint = next((environ[name].strip() for name in ENDPOINT_VARIABLES if environ.get(name, "").strip()), "")
+    if not endpoint or environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     install(service, BatchSpanProcessor(OTLPSpanExporter()))
-    log.info("tracing: spans of %s go to %s over OTLP/HTTP", service,
-             next(environ[name] for name in ENDPOINT_VARIABLES if environ.get(name, "").strip()))
+    scheme, _, rest = endpoint.partition("://")
+    log.info("tracing: spans of %s go to %s://%s over OTLP/HTTP", service, scheme,
+             rest.split("/", 1)[0].rpartition("@")[2])  # no path, no credentials
     return True
 
 
