@@ -211,6 +211,7 @@ def test_metrics_count_a_known_workload_on_every_service(observed):
         after = observed.scrape(service)
         assert delta(service, after, "grpc_server_handled_total", grpc_code="OK") > 0, service
         assert delta(service, after, "llmchatlinker_database_statement_seconds_count", unit=unit) > 0, service
+        assert delta(service, after, "llmchatlinker_database_seconds_per_call_count") > 0, service
         assert any(s.name == "llmchatlinker_database_pool_connections_in_use" for s in after), service
     # Only the successful generations store their messages.
     chat = observed.scrape("chat_unit")

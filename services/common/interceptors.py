@@ -1,9 +1,9 @@
 """gRPC calls counted, timed and traced: an interceptor on both kinds of server, a stub wrapper on the orchestrator's calls to the units.
 
 Installed only while the process serves metrics or traces (`watching()`); otherwise a call goes
-through no code of ours. Health and
-reflection are left alone: probes would swamp the figures, and their handlers are synchronous
-generators that an asyncio wrapper must not run on the event loop.
+through no code of ours. Health and reflection are left alone: probes would swamp the figures, and
+their handlers are synchronous generators that an asyncio wrapper must not run on the event loop.
+On a thread-pool server (the database units) each call's time in SQL statements is added up too.
 
 A call's status code is read from its context after the handler returns or raises (an abort
 sets it); a handler that raised without one counts as UNKNOWN, a cancelled call as CANCELLED.
@@ -11,6 +11,7 @@ sets it); a handler that raised without one counts as UNKNOWN, a cancelled call 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -62,16 +63,10 @@ def _server_code(context, error: BaseException | None) -> str:
     if code is None or code == grpc.StatusCode.OK:
         if error is None:
             return "OK"
-        if isinstance(error, (GeneratorExit, _cancelled_errors())):
+        if isinstance(error, (GeneratorExit, asyncio.CancelledError)):
             return "CANCELLED"
         return "UNKNOWN"
     return code.name if isinstance(code, grpc.StatusCode) else str(code)
-
-
-def _cancelled_errors() -> tuple[type[BaseException], ...]:
-    import asyncio
-
-    return (asyncio.CancelledError,)
 
 
 def _parent(details: grpc.HandlerCallDetails) -> dict | None:
@@ -119,8 +114,13 @@ class AsyncServerTelemetry(_ServerTelemetry, grpc.aio.ServerInterceptor):
 
 
 def _sync_unary(inner: Callable, method: _Method, details):
+    _, service, name = method.labels
+    counting = method.on
+
     def behavior(request, context):
         began, error = method.begin(), None
+        if counting:
+            metrics.call_began()
         with tracing.span(method.span_name, tracing.SpanKind.SERVER, _parent(details), method.attributes) as span:
             try:
                 return inner(request, context)
@@ -130,6 +130,8 @@ def _sync_unary(inner: Callable, method: _Method, details):
             finally:
                 code = _server_code(context, error)
                 method.end(began, code)
+                if counting:
+                    metrics.call_ended(service, name)
                 _mark(span, code)
     return behavior
 

@@ -10,6 +10,7 @@ method names, status codes, instruction types, provider and model names; never a
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -35,10 +36,15 @@ CLIENT_SECONDS = Histogram("grpc_client_handling_seconds", "Time an RPC took as 
 
 DATABASE_SECONDS = Histogram("llmchatlinker_database_statement_seconds", "Time one SQL statement took, "
                              "by unit.", ("unit",), buckets=LATENCY_BUCKETS)
+DATABASE_CALL_SECONDS = Histogram("llmchatlinker_database_seconds_per_call", "Time one RPC of a thread-pool unit "
+                                  "spent in SQL statements, by method.", ("grpc_service", "grpc_method"),
+                                  buckets=LATENCY_BUCKETS)
 DATABASE_POOL_IN_USE = Gauge("llmchatlinker_database_pool_connections_in_use",
                              "Database connections checked out of the unit's pool.", ("unit",))
 
 _enabled = False
+# The database time of the RPC this thread is answering (thread-pool units answer one per thread).
+_this_call = threading.local()
 
 
 def enabled() -> bool:
@@ -93,18 +99,36 @@ def watch_database(database, unit: str) -> None:
     def before(connection, _cursor, _statement, _parameters, _context, _executemany):
         connection.info.setdefault("llmchatlinker_started", []).append(time.perf_counter())
 
+    def took(seconds: float) -> None:
+        histogram.observe(seconds)
+        so_far = getattr(_this_call, "seconds", None)
+        if so_far is not None:
+            _this_call.seconds = so_far + seconds
+
     @event.listens_for(engine, "after_cursor_execute")
     def after(connection, _cursor, _statement, _parameters, _context, _executemany):
-        histogram.observe(time.perf_counter() - connection.info["llmchatlinker_started"].pop())
+        took(time.perf_counter() - connection.info["llmchatlinker_started"].pop())
 
     @event.listens_for(engine, "handle_error")
     def failed(context):
         started = context.connection.info.get("llmchatlinker_started") if context.connection is not None else None
         if started:
-            histogram.observe(time.perf_counter() - started.pop())
+            took(time.perf_counter() - started.pop())
 
     def in_use() -> float:
         checked_out = getattr(engine.pool, "checkedout", None)  # dispose() makes a new pool
         return checked_out() if checked_out is not None else 0
 
     DATABASE_POOL_IN_USE.labels(unit).set_function(in_use)
+
+
+def call_began() -> None:
+    """A thread-pool unit's RPC starts on this thread: its statements' time is added up from here."""
+    _this_call.seconds = 0.0
+
+
+def call_ended(grpc_service: str, grpc_method: str) -> None:
+    """...and ends: the time its statements took is one observation of DATABASE_CALL_SECONDS."""
+    seconds, _this_call.seconds = getattr(_this_call, "seconds", None), None
+    if seconds is not None:
+        DATABASE_CALL_SECONDS.labels(grpc_service, grpc_method).observe(seconds)
