@@ -91,9 +91,19 @@ def span(name: str, kind: SpanKind = SpanKind.INTERNAL, parent: MutableMapping |
     if tracer is None:
         yield None
         return
+    # start_span and attach rather than start_as_current_span: two context managers fewer per span.
     context = _PROPAGATOR.extract(parent) if parent else None
-    with tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes) as current:
+    current = tracer.start_span(name, context=context, kind=kind, attributes=attributes)
+    token = otel_context.attach(trace.set_span_in_context(current))
+    try:
         yield current
+    except BaseException as error:
+        if current.is_recording() and current.status.status_code is trace.StatusCode.UNSET:
+            current.set_status(trace.Status(trace.StatusCode.ERROR, type(error).__name__))  # no message: no data
+        raise
+    finally:
+        current.end()
+        _detach(token)
 
 
 def start(name: str, kind: SpanKind, parent: MutableMapping | None = None,
