@@ -50,3 +50,47 @@ def test_with_neither_metrics_nor_traces_nothing_is_installed():
     )
     answer = subprocess.run([sys.executable, "-c", program], env=environ, capture_output=True, text=True, timeout=60)
     assert answer.stdout.split() == ["False", "[]", "False", "False"], answer.stderr
+
+
+@pytest.fixture
+def spans():
+    """Tracing on, into an in-memory exporter, for this test only."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from services.common import tracing
+
+    exporter = InMemorySpanExporter()
+    tracing.install("test", SimpleSpanProcessor(exporter))
+    try:
+        yield exporter
+    finally:
+        tracing.uninstall()
+
+
+def test_a_span_continues_the_callers_traceparent_and_passes_its_own_on(spans):
+    from services.common import tracing
+
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with tracing.span("served", tracing.SpanKind.SERVER, {"traceparent": caller}) as served:
+        assert tracing.trace_id() == "0af7651916cd43dd8448eb211c80319c"
+        call = tracing.open_span("called", tracing.SpanKind.CLIENT)
+        sent: dict[str, str] = {}
+        tracing.inject_span(call, sent)
+        tracing.close_span(call, "UNAVAILABLE")
+
+    finished = {span.name: span for span in spans.get_finished_spans()}
+    assert finished["served"].parent.span_id == 0xb7ad6b7169203331
+    assert finished["called"].parent.span_id == served.get_span_context().span_id
+    assert sent["traceparent"] == f"00-0af7651916cd43dd8448eb211c80319c-{finished['called'].context.span_id:016x}-01"
+    assert finished["called"].status.description == "UNAVAILABLE"
+
+
+def test_a_span_left_by_an_exception_names_its_type_and_not_its_message(spans):
+    from services.common import tracing
+
+    with pytest.raises(ValueError), tracing.span("failing"):
+        raise ValueError("sk-secret user words")
+
+    (failed,) = spans.get_finished_spans()
+    assert failed.status.description == "ValueError" and not failed.events
