@@ -131,6 +131,7 @@ class SuiteOptions:
     postgres_url: str | None = None   # server URL; the bench makes its own database on it
     queue: str | None = None
     max_in_flight: int | None = None
+    env: dict[str, str] = field(default_factory=dict)  # more settings for every service (metrics, tracing)
 
 
 @dataclass
@@ -181,6 +182,7 @@ class Suite:
             env["LLMCHATLINKER_QUEUE"] = self.options.queue
         if self.options.max_in_flight:
             env["LLMCHATLINKER_MAX_IN_FLIGHT"] = str(self.options.max_in_flight)
+        env.update(self.options.env)
         for name in UNITS:
             self.processes[name] = spawn(name, [sys.executable, "-m", f"services.{name}"], env,
                                          ports[name], self.log_dir)

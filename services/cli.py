@@ -1,15 +1,17 @@
 """The llmchatlinker command: `up` starts the whole suite, `serve SERVICE` runs one service, `call`
-runs one instruction from the shell, `keys` makes, lists and revokes caller keys."""
+runs one instruction from the shell, `keys` makes, lists and revokes caller keys, `status` shows
+how the suite is doing."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import signal
 import sys
 import threading
 
-from services import admin, call, launcher
+from services import admin, call, launcher, status
 
 _output_lock = threading.Lock()
 
@@ -24,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="llmchatlinker",
         description="Run LLMChatLinker. Configuration comes from LLMCHATLINKER_* environment variables "
                     "(see the README's configuration table).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser(
         "up", help="start all five services and wait until each is SERVING; Ctrl-C stops them",
@@ -40,7 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=launcher.SERVICES)
     call.add_parser(commands)
     admin.add_parser(commands)
+    status.add_parser(commands)
     return parser
+
+
+def version() -> str:
+    """The installed suite's version (pyproject.toml's)."""
+    try:
+        return importlib.metadata.version("llmchatlinker-suite")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def up(args: argparse.Namespace) -> int:
@@ -100,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(call.run(args))
     if args.command == "keys":
         sys.exit(admin.run(args))
+    if args.command == "status":
+        sys.exit(status.run(args, os.environ, version()))
     sys.exit(up(args))
 
 

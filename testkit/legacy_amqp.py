@@ -27,11 +27,12 @@ class LegacyAmqpClient:
     def _on_reply(self, _channel, _method, properties, body) -> None:
         self.replies[properties.correlation_id].append(json.loads(body))
 
-    def send(self, json_type: str, data: dict, message_id: str | None = None) -> str:
+    def send(self, json_type: str, data: dict, message_id: str | None = None, headers: dict | None = None) -> str:
         correlation_id = str(uuid.uuid4())
         body = json.dumps({"type": json_type, "data": data}).encode()
         self._channel.basic_publish("", self.queue, body, pika.BasicProperties(
-            reply_to=self.reply_queue, correlation_id=correlation_id, delivery_mode=2, message_id=message_id))
+            reply_to=self.reply_queue, correlation_id=correlation_id, delivery_mode=2, message_id=message_id,
+            headers=headers))
         return correlation_id
 
     def pump(self, seconds: float) -> None:

@@ -1,5 +1,6 @@
 """Checks the Dockerfile, docker-compose.yml and Kubernetes manifests without a container engine."""
 
+import json
 import os
 import pathlib
 import re
@@ -41,6 +42,8 @@ def settings_read_by(service: str) -> tuple[set[str], set[str]]:
     found += [(reader, name) for reader in _FIXED_READER.findall(source) for name in _FIXED[reader]]
     assert found, f"no settings found in services/{service}/config.py"
     names = {"LLMCHATLINKER_" + name for _, name in found} | {"LLMCHATLINKER_HOST"}  # HOST: listen_address
+    # What every service's main() reads through services.common.telemetry.start().
+    names |= {f"LLMCHATLINKER_{service.upper()}_METRICS_PORT", "LLMCHATLINKER_LOG_LEVEL", "LLMCHATLINKER_LOG_FORMAT"}
     required = {"LLMCHATLINKER_" + name for kind, name in found if kind == "required"}
     return names, required
 
@@ -207,7 +210,7 @@ def test_kubernetes_has_a_deployment_and_a_service_per_service():
 @pytest.mark.parametrize("service", SERVICES)
 def test_kubernetes_probes_grpc_health_on_the_container_port(service):
     container = container_of(service)
-    (port,) = container["ports"]
+    (port,) = [port for port in container["ports"] if port["name"] == "grpc"]
     assert port["containerPort"] == PORTS[service]
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == port["containerPort"], probe
@@ -256,13 +259,15 @@ def test_kubernetes_lets_only_the_orchestrator_reach_the_units():
     assert selected["key"] == "app.kubernetes.io/name" and selected["operator"] == "In"
     assert sorted(selected["values"]) == sorted(unit.replace("_", "-") for unit in UNITS)
     assert policy["spec"]["policyTypes"] == ["Ingress"]
-    (rule,) = policy["spec"]["ingress"]
+    rule, scrape = policy["spec"]["ingress"]
     orchestrator_labels = kubernetes_objects("Deployment")["orchestrator"]["spec"]["template"]["metadata"]["labels"]
     assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "orchestrator"}}}]
     assert orchestrator_labels["app.kubernetes.io/name"] == "orchestrator"
     (port,) = rule["ports"]
     for unit in UNITS:  # a named port: each unit's own
-        assert [p["name"] for p in container_of(unit)["ports"]] == [port["port"]]
+        assert [p["name"] for p in container_of(unit)["ports"]] == [port["port"], "metrics"]
+    # Prometheus, wherever it runs, reaches the metrics port and nothing else.
+    assert scrape["ports"] == [{"protocol": "TCP", "port": "metrics"}]
 
 
 def test_kubernetes_reaches_postgres_and_rabbitmq_as_external_services():
@@ -305,3 +310,60 @@ def test_kubectl_kustomize_renders_the_manifests():
     assert rendered.returncode == 0, rendered.stderr
     kinds = [doc["kind"] for doc in yaml.safe_load_all(rendered.stdout)]
     assert kinds.count("Deployment") == 5
+
+
+# Metrics: scrape settings and the dashboard.
+
+METRICS_PORT = 9464
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "llmchatlinker.json"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_serves_each_services_metrics_where_prometheus_scrapes_them(service):
+    environment = compose_service(service)["environment"]
+    assert environment[f"LLMCHATLINKER_{service.upper()}_METRICS_PORT"] == str(METRICS_PORT)
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {target for job in scrape["scrape_configs"] for group in job["static_configs"]
+               for target in group["targets"]}
+    assert f"{service.replace('_', '-')}:{METRICS_PORT}" in targets
+    assert compose()["services"]["prometheus"]["profiles"] == ["observability"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_kubernetes_pods_are_annotated_for_prometheus_on_their_metrics_port(service):
+    deployment = kubernetes_objects("Deployment")[service.replace("_", "-")]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT),
+                           "prometheus.io/path": "/metrics"}
+    container = container_of(service)
+    assert {"name": "metrics", "containerPort": METRICS_PORT} in container["ports"]
+    (setting,) = [item for item in container["env"] if item["name"] == f"LLMCHATLINKER_{service.upper()}_METRICS_PORT"]
+    assert setting["value"] == str(METRICS_PORT)
+
+
+def _defined_metric_names() -> set[str]:
+    """Every metric name the services register, as Prometheus shows them (with _total, _bucket, ...)."""
+    import importlib
+
+    from prometheus_client import REGISTRY
+
+    for module in ("services.orchestrator.server", "services.llm_unit.server", "services.user_unit.server"):
+        importlib.import_module(module)
+    return {sample_name for family in REGISTRY.collect() for sample_name in
+            {family.name, f"{family.name}_total", f"{family.name}_bucket", f"{family.name}_count",
+             f"{family.name}_sum"}}
+
+
+def test_the_dashboard_has_the_on_call_panels_and_only_metrics_the_suite_serves():
+    dashboard = json.loads(DASHBOARD.read_text())
+    titles = [panel["title"] for panel in dashboard["panels"]]
+    for wanted in ("Instruction rate by type", "Instruction errors by type and status",
+                   "Instruction latency p50 / p99 by type", "Time to first token p50 / p99 by model",
+                   "Provider errors by kind", "Queue depth", "Dead letters"):
+        assert wanted in titles
+    defined = _defined_metric_names()
+    used = {name for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"\b((?:llmchatlinker|grpc)_[a-z_]+)\b", target["expr"])}
+    used -= {"grpc_type", "grpc_service", "grpc_method", "grpc_code"}  # label names
+    assert used and used <= defined, used - defined
+    assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])

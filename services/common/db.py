@@ -128,11 +128,11 @@ class Database:
             connect_args["application_name"] = f"llmchatlinker {self.schema}"[:63]
         engine = sa.create_engine(
             self.url,
-            hide_parameters=True,
             pool_size=pool_size,
             max_overflow=pool_size * 2,
             pool_recycle=POOL_RECYCLE_SECONDS,
             connect_args=connect_args,
+            hide_parameters=True,  # errors (and so logs) never show stored values: inputs, keys
         )
 
         # pool_pre_ping would cost a round trip on every checkout (most of a short read's time):

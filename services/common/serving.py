@@ -12,10 +12,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.common import limits
+from services.common import limits, metrics, telemetry
 from services.common.admission import OPEN, Admission, AsyncTokenInterceptor, TokenInterceptor, server_credentials
 from services.common.deadlines import SHUTDOWN_GRACE_SECONDS
-from services.common.logs import configure_logging
+from services.common.interceptors import server_interceptors
 from services.common.retention import Pruner
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,9 @@ class ThreadedServer:
         # Runs after the server has drained, e.g. to close the unit's database connections.
         self._on_stop = on_stop
         self._pruner: Pruner | None = None
-        interceptors = [TokenInterceptor(admission.internal_token, admission.domain)] if admission.internal_token else []
+        interceptors = server_interceptors(asynchronous=False)  # first: it counts refusals too
+        if admission.internal_token:
+            interceptors.append(TokenInterceptor(admission.internal_token, admission.domain))
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS,
                                    interceptors=interceptors)
         register(self._server)
@@ -104,6 +106,8 @@ class ThreadedServer:
             database.dispose()
 
         try:
+            if metrics.enabled():
+                metrics.watch_database(database, telemetry.unit_label(service_name))
             servicer = build_servicer(database)
             server = cls(lambda server: add_servicer(servicer, server), [service_name], address,
                          on_stop=stop_using_database, admission=admission)
@@ -150,8 +154,9 @@ class AsyncServer:
     def __init__(self, register: Register, service_names: Iterable[str], address: str, admission: Admission = OPEN,
                  options: Iterable[tuple[str, object]] = ()):
         """`options` replace SERVER_OPTIONS of the same name (the front door's smaller message limit)."""
-        interceptors = ([AsyncTokenInterceptor(admission.internal_token, admission.domain)]
-                        if admission.internal_token else [])
+        interceptors = server_interceptors(asynchronous=True)  # first: it counts refusals too
+        if admission.internal_token:
+            interceptors.append(AsyncTokenInterceptor(admission.internal_token, admission.domain))
         merged = list({**dict(SERVER_OPTIONS), **dict(options)}.items())
         self._server = grpc.aio.server(options=merged, interceptors=interceptors)
         register(self._server)
@@ -199,7 +204,7 @@ def run_threaded_unit(name: str, settings_from_env: Callable[[], object], build_
     A missing variable, a database it cannot open or a port in use ends the process with one line
     naming it (config.SettingError, db.DatabaseUnreachable, the port's RuntimeError)."""
     with failing_in_one_line(name):
-        configure_logging()
+        telemetry.start(name)
         server = build_server(settings_from_env())
     log.info("%s listening on port %d", name, server.port)
     server.serve_until_sigterm()

@@ -142,17 +142,6 @@ def events(kind: Kind) -> OpenAiEvents | OllamaEvents:
     return OpenAiEvents() if kind is Kind.OPENAI else OllamaEvents()
 
 
-def error_text(body: bytes) -> str:
-    """The readable part of an error body: OpenAI's error.message, Ollama's error, else the text."""
-    text = body.decode("utf-8", "replace")
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        return text
-    error = parsed.get("error") if isinstance(parsed, dict) else None
-    return _error_message(error) if error else text
-
-
 def error_code(body: bytes) -> str:
     """The code of an error answer (OpenAI's error.code, else error.type) when it is a short
     identifier, else "": what of a provider's words reaches the caller."""

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
+from services.common import tracing
 from services.common.errors import DomainError
 from services.llm_unit import errors, guard, keyring, protocols, service
 from services.llm_unit.addresses import Policy
@@ -111,7 +112,7 @@ class Reply:
 
     async def open(self, session: aiohttp.ClientSession, model: str, messages: Sequence[service.Message]) -> None:
         provider = self._provider
-        headers = {"Content-Type": "application/json"}
+        headers = tracing.inject({"Content-Type": "application/json"})  # traceparent, while tracing
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         body = protocols.request_body(provider.kind, model, messages)
@@ -121,8 +122,7 @@ class Reply:
         status = self._response.status
         if not 200 <= status < 300:
             body = await self._error_body()
-            excerpt = service.excerpt(protocols.error_text(body), self._api_key)
-            raise self._failed(_status_error(provider.name, status, protocols.error_code(body)), status, excerpt)
+            raise self._failed(_status_error(provider.name, status, protocols.error_code(body)), status)
         content_type = self._response.content_type
         if provider.kind is service.Kind.OPENAI:
             if content_type == "application/json":
@@ -147,8 +147,7 @@ class Reply:
         except protocols.ProtocolError as error:
             raise self._failed(errors.provider_bad_response(self._provider.name, str(error))) from None
         except protocols.ReportedError as error:
-            excerpt = service.excerpt(str(error), self._api_key)
-            raise self._failed(errors.provider_reported_error(self._provider.name, error.code), excerpt=excerpt) from None
+            raise self._failed(errors.provider_reported_error(self._provider.name, error.code)) from None
         self._finished = self._events.done
         self._parts.extend(deltas)
         return deltas
@@ -192,7 +191,6 @@ class Reply:
         """Awaits provider I/O, turning its failures into the unit's errors."""
         scope = asyncio.timeout_at(self._deadline)
         name = self._provider.name
-        detail = ""  # for the log only
         try:
             async with scope:
                 return await awaitable
@@ -203,14 +201,14 @@ class Reply:
         except guard.AddressRefused as refused:
             log.warning("provider %r: %s", name, refused)
             failure = errors.provider_address_refused(name, refused.why)
-        except aiohttp.ClientResponseError as error:  # an HTTP answer aiohttp could not parse
-            # aiohttp's message may quote the answer's bytes: they go to the log, not the caller.
-            failure, detail = errors.provider_bad_response(name, "an answer that is not valid HTTP"), error.message
+        except aiohttp.ClientResponseError:  # an HTTP answer aiohttp could not parse
+            # aiohttp's message may quote the answer's bytes: neither the caller nor the log gets it.
+            failure = errors.provider_bad_response(name, "an answer that is not valid HTTP")
         except aiohttp.ClientPayloadError:
             failure = errors.provider_stream_cut(name)
         except (aiohttp.ClientError, OSError) as error:
             failure = errors.provider_unreachable(name, _describe(error)) if opening else errors.provider_stream_cut(name)
-        raise self._failed(failure, excerpt=service.excerpt(str(detail), self._api_key)) from None
+        raise self._failed(failure) from None
 
     async def _error_body(self) -> bytes:
         assert self._response is not None
@@ -233,11 +231,11 @@ class Reply:
                 while await content.readany():
                     pass
 
-    def _failed(self, error: DomainError, status: int | None = None, excerpt: str = "") -> DomainError:
-        # The message names the provider and its status, and carries no key: it is safe to log. The
-        # provider's own words (the excerpt, its key blotted out) are for the log only.
-        log.warning("generation failed [%s%s]: %s%s", error.reason, f", HTTP {status}" if status else "", error.message,
-                    f"; it answered: {excerpt}" if excerpt else "")
+    def _failed(self, error: DomainError, status: int | None = None) -> DomainError:
+        # The reason, the status and the provider's name only: the message and the provider's own
+        # words may quote the input, which no log line carries.
+        log.warning("generation failed [%s%s]: provider %r", error.reason, f", HTTP {status}" if status else "",
+                    self._provider.name)
         return error
 
 

@@ -17,7 +17,7 @@ from services.common.admission import Admission
 from services.common.db import Database
 from services.common.deadlines import SHUTDOWN_GRACE_SECONDS
 from services.common.errors import maps_errors
-from services.common.logs import configure_logging
+from services.common import metrics, telemetry
 from services.common.protoconv import timestamp
 from services.common.retention import Pruner
 from services.common.serving import AsyncServer, failing_in_one_line
@@ -27,6 +27,7 @@ from services.llm_unit.config import Settings
 from services.llm_unit.errors import DOMAIN
 from services.llm_unit.addresses import Policy
 from services.llm_unit.providers import ProviderClient
+from services.llm_unit.telemetry import Watch
 
 log = logging.getLogger(__name__)
 
@@ -151,21 +152,24 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         llm_id = service.required_id(request.llm_id, "llm_id")
         llm, provider = await self._models.get(llm_id, lambda: self._read(store.get_llm, llm_id))
         service.check_provider(llm, request.provider_id)
-        async with self._providers.reply(provider, llm.name, messages, deadline, budget) as reply:
-            # A cancelled call may end while this generator is parked at a yield, where no
-            # exception reaches it; the task's end still hangs up on the provider.
-            asyncio.current_task().add_done_callback(reply.abort)
-            # The deltas of one network read go as one message: when this stream (or the event
-            # loop) is busy, more of them wait in the socket, so a busy relay sends fewer,
-            # larger messages, while an idle one sends each token as it comes.
-            async for deltas in reply:
-                if deltas:
-                    yield pb.GenerateReplyResponse(delta=pb.TokenDelta(content="".join(deltas)))
-            final = reply.final()
-            yield pb.GenerateReplyResponse(final=pb.FinalReply(
-                content=final.content, finish_reason=final.finish_reason,
-                usage=pb.TokenUsage(prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens),
-            ))
+        with Watch(provider.name, llm.name, provider.api_endpoint) as watch:
+            async with self._providers.reply(provider, llm.name, messages, deadline, budget) as reply:
+                # A cancelled call may end while this generator is parked at a yield, where no
+                # exception reaches it; the task's end still hangs up on the provider.
+                asyncio.current_task().add_done_callback(reply.abort)
+                # The deltas of one network read go as one message: when this stream (or the event
+                # loop) is busy, more of them wait in the socket, so a busy relay sends fewer,
+                # larger messages, while an idle one sends each token as it comes.
+                async for deltas in reply:
+                    if deltas:
+                        watch.first_token()
+                        yield pb.GenerateReplyResponse(delta=pb.TokenDelta(content="".join(deltas)))
+                final = reply.final()
+                watch.finished(final.prompt_tokens, final.completion_tokens)
+                yield pb.GenerateReplyResponse(final=pb.FinalReply(
+                    content=final.content, finish_reason=final.finish_reason,
+                    usage=pb.TokenUsage(prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens),
+                ))
 
     async def _in_thread(self, function: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(function, *args))
@@ -242,6 +246,8 @@ class LlmUnitServer(AsyncServer):
         except BaseException:
             self.database.dispose()
             raise
+        if metrics.enabled():
+            metrics.watch_database(self.database, "llm_unit")
         self._executor = ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="llm-unit-db")
         addresses = Policy(allow_private=settings.allow_private_endpoints)
         self._providers = ProviderClient(keys, addresses, settings.max_reply_bytes, resolver)
@@ -292,7 +298,7 @@ def build_server(settings: Settings) -> LlmUnitServer:
 
 def main() -> None:
     with failing_in_one_line("llm_unit"):
-        configure_logging()
+        telemetry.start("llm_unit")
         settings = Settings.from_env()
     asyncio.run(_serve(settings))
 

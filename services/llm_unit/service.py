@@ -20,9 +20,6 @@ DEFAULT_CONTEXT_MAX_MESSAGES = 50
 DEFAULT_CONTEXT_MAX_CHARS = 100_000
 MAX_CONVERSATION_MESSAGES = 10_000
 ROLES = frozenset({"system", "user", "assistant"})
-# Characters of a provider's error body quoted back in an error message.
-EXCERPT_CHARS = 200
-REDACTED = "[redacted]"
 
 
 class Kind(enum.Enum):
@@ -237,16 +234,6 @@ def generation_seconds(timeout_ms: int, default_ms: int, call_remaining: float |
     if call_remaining is not None:
         seconds = min(seconds, call_remaining)
     return max(seconds, 0.0)
-
-
-def excerpt(body: str, secret: str | None) -> str:
-    """A short, single-line quote of a provider's answer with the key blotted out."""
-    text = " ".join(redact(body, secret).split())
-    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "..."
-
-
-def redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, REDACTED) if secret else text
 
 
 def _text(value: str, maximum: int, what: str, reason: str) -> str:

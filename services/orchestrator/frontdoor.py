@@ -38,6 +38,7 @@ import grpc
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2_grpc as orchestrator_grpc
 from llmchatlinker.wire import instruction_type_of
+from services.common import tracing
 from services.common.errors import ResourceExhausted, Unavailable, maps_errors
 from services.common.keys import scoped
 from services.common.limits import PROTOBUF
@@ -109,7 +110,8 @@ class OrchestratorServicer(orchestrator_grpc.OrchestratorServiceServicer):
                     reply_to=self._transport.reply_queue,
                     correlation_id=ticket,
                     message_id=instruction_id,
-                    headers={"authorization": authorization} if authorization else {},
+                    # The caller's key (the run checks it again), and this call's trace to continue.
+                    headers=tracing.inject({"authorization": authorization} if authorization else {}),
                 ))
             except (ConnectionLost, TimeoutError) as error:
                 finished = True  # nothing was accepted: nothing to withdraw

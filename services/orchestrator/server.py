@@ -8,9 +8,8 @@ import signal
 import uuid
 
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2_grpc as orchestrator_grpc
-from services.common import deadlines
+from services.common import deadlines, metrics, telemetry, tracing
 from services.common.admission import Admission
-from services.common.logs import configure_logging
 from services.common.serving import SHUTDOWN_GRACE_SECONDS, AsyncServer, failing_in_one_line
 from services.orchestrator.config import Settings
 from services.orchestrator.frontdoor import SERVICE_NAME, OrchestratorServicer
@@ -19,6 +18,7 @@ from services.orchestrator.instructions.control import ControlUnit
 from services.orchestrator.pipeline.cycle import Cycle
 from services.orchestrator.pipeline.results import Results
 from services.orchestrator.queue.amqp import AmqpQueue
+from services.orchestrator.queue.depth import DepthPoller, watch_in_process
 from services.orchestrator.queue.inprocess import InProcessQueue
 from services.orchestrator.queue.switchboard import Switchboard
 from services.orchestrator.units.channels import UnitChannels
@@ -56,6 +56,7 @@ class OrchestratorServer:
         self._health_watch: asyncio.Task | None = None
         self._results: Results | None = None
         self._recoveries: set[asyncio.Task] = set()
+        self._depth: DepthPoller | None = None
 
     async def start(self) -> "OrchestratorServer":
         s = self.settings
@@ -76,6 +77,11 @@ class OrchestratorServer:
         self._grpc.set_serving(self.serving)
         await self._grpc.start()
         self._health_watch = asyncio.create_task(self._watch_health())
+        if metrics.enabled():
+            if s.amqp_url:
+                self._depth = DepthPoller(s.amqp_url, s.queue).start()
+            else:
+                watch_in_process(self.transport)
         log.info("orchestrator on port %d, queue %s (%s)", self.port, s.queue,
                  "RabbitMQ" if s.amqp_url else "in-process")
         if not s.require_key:
@@ -124,6 +130,8 @@ class OrchestratorServer:
         """Graceful: take no new instructions, finish those in progress, then close."""
         if self._health_watch is not None:
             self._health_watch.cancel()
+        if self._depth is not None:
+            self._depth.stop()
         await self.transport.stop_consuming()
         if self.cycle is not None:
             await self.cycle.drain(grace)
@@ -131,6 +139,7 @@ class OrchestratorServer:
         await self.transport.close()
         if self._channels is not None:
             await self._channels.close()
+        tracing.flush()
 
 
 def build_server(settings: Settings) -> OrchestratorServer:
@@ -152,6 +161,6 @@ async def serve(settings: Settings) -> None:
 
 def main() -> None:
     with failing_in_one_line("orchestrator"):
-        configure_logging()
+        telemetry.start("orchestrator")
         settings = Settings.from_env()
     asyncio.run(serve(settings))

@@ -1,5 +1,7 @@
 """The llmchatlinker command: `up` brings the five services up and down together, `serve` runs one."""
 
+import importlib.metadata
+import json
 import os
 import queue
 import re
@@ -284,3 +286,19 @@ def test_up_fails_within_seconds_with_one_readable_line_when_the_broker_or_datab
     assert time.monotonic() - started < 30
     output = "\n".join(suite.output)
     assert "Traceback" not in output and "s3cret" not in output and "not-the-password" not in output
+
+
+def test_version_prints_the_installed_version():
+    answer = subprocess.run([sys.executable, "-m", "services.cli", "--version"], capture_output=True, text=True,
+                            timeout=60)
+    assert answer.returncode == 0 and answer.stdout.strip() == f"llmchatlinker {importlib.metadata.version('llmchatlinker-suite')}"
+
+
+def test_status_of_a_suite_that_is_not_running_says_so_and_fails(tmp_path):
+    environ = suite_environment(tmp_path)
+    answer = subprocess.run([sys.executable, "-m", "services.cli", "status", "--json"], env=environ,
+                            capture_output=True, text=True, timeout=60)
+    report = json.loads(answer.stdout)
+    assert answer.returncode == 1 and not report["healthy"]
+    assert {entry["health"] for entry in report["services"].values()} == {"UNAVAILABLE"}
+    assert report["orchestrator"] is None and report["queue"] is None

@@ -24,6 +24,7 @@ from services.orchestrator.instructions.control import ControlUnit
 from services.orchestrator.instructions.run import AlreadyAnswered, EffectsGate
 from services.orchestrator.pipeline.chains import Chains
 from services.orchestrator.pipeline.deltas import delta_route
+from services.orchestrator.pipeline.observe import answered, caller_known, observed
 from services.orchestrator.pipeline.redelivery import DeliveryPolicy, InstructionOutage, log_settled
 from services.orchestrator.pipeline.results import Results, conflict, digest_of, instruction_id_for
 from services.orchestrator.queue.bodies import DecodeError, decode
@@ -72,9 +73,10 @@ class Cycle:
         key = chat_id_of(instruction)
         tries = itertools.count()  # a try again in place (an outage waited out) is no redelivery
 
-        def work():
-            return self._cycle(message, instruction, first_try=next(tries) == 0)
+        async def cycle(message: Message, instruction: Instruction) -> None:
+            await self._cycle(message, instruction, first_try=next(tries) == 0)
 
+        work = observed(message, instruction, cycle)  # counted, timed, traced and logged
         # An instruction of a chat waits out an outage in its place: the chat's next ones wait for it.
         self._track(self._chains.run(key, lambda: self._policy.guarded(message, work, in_place=bool(key))))
 
@@ -160,6 +162,7 @@ class Cycle:
         not stored."""
         try:
             caller = await self._gate.caller(message.headers.get(HEADER), queued=True)
+            caller_known(caller.role)
             await self._gate.authorize(caller, instruction)
         except DomainError as refusal:  # no key, a key not valid, a role or a user that may not
             return failed_result(instruction.instruction_id, instruction_type_of(instruction), status_of(refusal),
@@ -260,6 +263,7 @@ class Cycle:
 
     async def _answer(self, message: Message, result: Result) -> None:
         """The final result to its caller: in-process to a Submit call of this replica, else to reply_to."""
+        answered(result)
         if message.reply_to == self._transport.reply_queue:
             # Its Submit call listens under the correlation id: the instruction id as the caller's own.
             self._switchboard.deliver(message.correlation_id or result.instruction_id, result)

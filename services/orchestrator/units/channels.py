@@ -7,13 +7,18 @@ import json
 
 import grpc
 
+from llmchatlinker.chat.v1 import chat_service_pb2 as chat_pb2
 from llmchatlinker.chat.v1 import chat_service_pb2_grpc as chat_grpc
+from llmchatlinker.db.v1 import db_service_pb2 as db_pb2
 from llmchatlinker.db.v1 import db_service_pb2_grpc as db_grpc
+from llmchatlinker.llm.v1 import llm_service_pb2 as llm_pb2
 from llmchatlinker.llm.v1 import llm_service_pb2_grpc as llm_grpc
+from llmchatlinker.user.v1 import user_service_pb2 as user_pb2
 from llmchatlinker.user.v1 import user_service_pb2_grpc as user_grpc
 from services.common import deadlines
 from services.common.admission import call_metadata, channel_credentials
 from services.common.config import ClientTls
+from services.common.interceptors import WatchedStub, watching
 from services.common.limits import MESSAGE_SIZE_OPTIONS
 
 # Seconds every unary call to a unit may take (retries included), and a GenerateReply call from
@@ -47,6 +52,10 @@ SERVICE_CONFIG = json.dumps({
         {"name": [{"service": "llmchatlinker.llm.v1.LlmService", "method": "GenerateReply"}]},
     ]
 })
+
+# The units' services, in the order of UnitChannels' stubs (the name their calls are counted under).
+SERVICE_NAMES = tuple(module.DESCRIPTOR.services_by_name[name].full_name for module, name in (
+    (user_pb2, "UserService"), (chat_pb2, "ChatService"), (llm_pb2, "LlmService"), (db_pb2, "RecordService")))
 
 CHANNEL_OPTIONS = [
     ("grpc.service_config", SERVICE_CONFIG),
@@ -83,7 +92,10 @@ class UnitChannels:
         self._channels = (user, chat, llm, db)
         stubs = (user_grpc.UserServiceStub(user), chat_grpc.ChatServiceStub(chat), llm_grpc.LlmServiceStub(llm),
                  db_grpc.RecordServiceStub(db))
-        if internal_token:
+        if watching():  # metrics or traces on: every call counted, timed and traced, and the token sent
+            metadata = call_metadata(internal_token) if internal_token else ()
+            stubs = tuple(WatchedStub(stub, name, metadata) for stub, name in zip(stubs, SERVICE_NAMES))
+        elif internal_token:
             stubs = tuple(WithToken(stub, internal_token) for stub in stubs)
         self.users, self.chats, self.llms, self.records = stubs
 
