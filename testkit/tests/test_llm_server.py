@@ -210,6 +210,22 @@ async def test_error_statuses_have_openai_error_bodies(server, session, status):
 
 
 @pytest.mark.asyncio
+async def test_fail_first_fails_only_the_first_requests_of_each_model_name(server, session):
+    statuses = []
+    for model in ["m@fail=500,fail_first=2"] * 3 + ["n@fail=500,fail_first=2"]:
+        async with session.post(server.openai_url, json={"model": model, "messages": HELLO}) as response:
+            statuses.append(response.status)
+    assert statuses == [500, 500, 200, 500]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [500, 429])
+async def test_retry_after_sets_the_header_of_an_error(server, session, status):
+    async with session.post(server.openai_url, json={"model": f"m@fail={status},retry_after=2.5"}) as response:
+        assert (response.status, response.headers["Retry-After"]) == (status, "2.5")
+
+
+@pytest.mark.asyncio
 async def test_ollama_errors_are_a_plain_error_string(server, session):
     async with session.post(server.ollama_url, json={"model": "llama3@fail=500"}) as response:
         assert response.status == 500
