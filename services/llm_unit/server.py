@@ -22,6 +22,8 @@ from services.common.protoconv import timestamp
 from services.common.retention import Pruner
 from services.common.serving import AsyncServer, failing_in_one_line
 from services.llm_unit import errors, keyring, service, store
+from services.llm_unit.failover import Failover, RetryPolicy
+from services.llm_unit.traffic import Breakers, Circuit, Gates
 from services.common.readcache import ReadCache
 from services.llm_unit.config import Settings
 from services.llm_unit.errors import DOMAIN
@@ -36,12 +38,14 @@ MIGRATIONS = pathlib.Path(__file__).resolve().parent / "migrations"
 DATABASE_THREADS = 8
 _KINDS = {pb.PROVIDER_KIND_OPENAI: service.Kind.OPENAI, pb.PROVIDER_KIND_OLLAMA: service.Kind.OLLAMA}
 _KIND_NUMBERS = {kind: number for number, kind in _KINDS.items()}
+_CIRCUITS = {Circuit.CLOSED: pb.CIRCUIT_STATE_CLOSED, Circuit.OPEN: pb.CIRCUIT_STATE_OPEN,
+             Circuit.HALF_OPEN: pb.CIRCUIT_STATE_HALF_OPEN}
 
 
 class LlmServicer(pb_grpc.LlmServiceServicer):
     def __init__(self, database: Database, executor: ThreadPoolExecutor, providers: ProviderClient,
                  generation_timeout_ms: int, models: ReadCache[tuple[service.Llm, service.Provider]],
-                 keys: keyring.Keyring, addresses: Policy) -> None:
+                 keys: keyring.Keyring, addresses: Policy, failover: Failover, breakers: Breakers) -> None:
         self._database = database
         self._keys = keys
         self._addresses = addresses
@@ -50,14 +54,17 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         self._generation_timeout_ms = generation_timeout_ms
         # GenerateReply's (model, provider) by model id; every write of this unit clears it.
         self._models = models
+        self._failover = failover
+        self._breakers = breakers
 
     @maps_errors(DOMAIN)
     async def CreateProvider(self, request, context):
         fields = service.new_provider(request.name, request.api_endpoint, _kind(request.kind),
-                                      _optional(request, "api_key"), self._keys.seal, self._addresses)
+                                      _optional(request, "api_key"), self._keys.seal, self._addresses,
+                                      _optional(request, "max_in_flight"), _optional(request, "max_waiting"))
         return await self._mutate(
             request.request_id, pb.CreateProviderResponse,
-            lambda session: pb.CreateProviderResponse(provider=_provider(store.create_provider(session, fields))),
+            lambda session: pb.CreateProviderResponse(provider=self._provider(store.create_provider(session, fields))),
             conflict=errors.provider_name_taken(fields.name),
         )
 
@@ -67,11 +74,12 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         changes = service.provider_changes(
             _optional(request, "name"), _optional(request, "api_endpoint"), _kind(request.kind),
             _optional(request, "api_key"), self._keys.seal, self._addresses,
+            _optional(request, "max_in_flight"), _optional(request, "max_waiting"),
         )
         return await self._mutate(
             request.request_id, pb.UpdateProviderResponse,
             lambda session: pb.UpdateProviderResponse(
-                provider=_provider(store.update_provider(session, provider_id, changes))),
+                provider=self._provider(store.update_provider(session, provider_id, changes))),
             conflict=errors.provider_name_taken(changes.name) if changes.name else None,
         )
 
@@ -88,21 +96,21 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
     @maps_errors(DOMAIN)
     async def GetProvider(self, request, context):
         provider = await self._read(store.get_provider, service.required_id(request.provider_id, "provider_id"))
-        return pb.GetProviderResponse(provider=_provider(provider))
+        return pb.GetProviderResponse(provider=self._provider(provider))
 
     @maps_errors(DOMAIN)
     async def ListProviders(self, request, context):
         limit = paging.page_size(request.page_size)
         after = paging.decode_token(request.page_token)
         providers, next_position = await self._read(store.list_providers, after, limit)
-        return pb.ListProvidersResponse(providers=[_provider(p) for p in providers],
+        return pb.ListProvidersResponse(providers=[self._provider(p) for p in providers],
                                         next_page_token=_token(next_position))
 
     @maps_errors(DOMAIN)
     async def CreateLlm(self, request, context):
         provider_id = service.required_id(request.provider_id, "provider_id")
         fields = service.new_llm(request.name, _optional(request, "context_max_messages"),
-                                 _optional(request, "context_max_chars"))
+                                 _optional(request, "context_max_chars"), request.fallback_llm_ids)
         return await self._mutate(
             request.request_id, pb.CreateLlmResponse,
             lambda session: pb.CreateLlmResponse(llm=_llm(store.create_llm(session, provider_id, fields))),
@@ -112,8 +120,9 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
     @maps_errors(DOMAIN)
     async def UpdateLlm(self, request, context):
         llm_id = service.required_id(request.llm_id, "llm_id")
+        fallbacks = request.fallback_llm_ids.llm_ids if request.HasField("fallback_llm_ids") else None
         changes = service.llm_changes(_optional(request, "name"), _optional(request, "context_max_messages"),
-                                      _optional(request, "context_max_chars"))
+                                      _optional(request, "context_max_chars"), fallbacks)
         return await self._mutate(
             request.request_id, pb.UpdateLlmResponse,
             lambda session: pb.UpdateLlmResponse(llm=_llm(store.update_llm(session, llm_id, changes))),
@@ -133,7 +142,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
     @maps_errors(DOMAIN)
     async def GetLlm(self, request, context):
         llm, provider = await self._read(store.get_llm, service.required_id(request.llm_id, "llm_id"))
-        return pb.GetLlmResponse(llm=_llm(llm), provider=_provider(provider))
+        return pb.GetLlmResponse(llm=_llm(llm), provider=self._provider(provider))
 
     @maps_errors(DOMAIN)
     async def ListLlms(self, request, context):
@@ -149,20 +158,41 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         deadline = loop.time() + budget
         messages = service.conversation((m.role, m.content) for m in request.messages)
         llm_id = service.required_id(request.llm_id, "llm_id")
-        llm, provider = await self._models.get(llm_id, lambda: self._read(store.get_llm, llm_id))
+        llm, provider = await self._model(llm_id)
         service.check_provider(llm, request.provider_id)
-        async with self._providers.reply(provider, llm.name, messages, deadline, budget) as reply:
+        async with self._failover.reply(self._candidates(llm, provider), messages, deadline, budget) as answer:
             # A cancelled call may end while this generator is parked at a yield, where no
             # exception reaches it; the task's end still hangs up on the provider.
-            asyncio.current_task().add_done_callback(reply.abort)
-            async for deltas in reply:
+            asyncio.current_task().add_done_callback(answer.abort)
+            async for deltas in answer:
                 for text in deltas:
                     yield pb.GenerateReplyResponse(delta=pb.TokenDelta(content=text))
-            final = reply.final()
+            final = answer.final()
             yield pb.GenerateReplyResponse(final=pb.FinalReply(
                 content=final.content, finish_reason=final.finish_reason,
                 usage=pb.TokenUsage(prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens),
+                llm_id=answer.llm.llm_id, provider_id=answer.provider.provider_id, attempts=answer.attempts,
             ))
+
+    def _model(self, llm_id: str):
+        return self._models.get(llm_id, lambda: self._read(store.get_llm, llm_id))
+
+    async def _candidates(self, llm: service.Llm, provider: service.Provider):
+        """The model asked, then its fallbacks that are still live, in order (read when needed only)."""
+        yield llm, provider
+        for fallback_id in llm.fallback_llm_ids:
+            try:
+                yield await self._model(fallback_id)
+            except errors.NotFound:
+                log.info("model %s: fallback %s is gone; skipped", llm.llm_id, fallback_id)
+
+    def _provider(self, provider: service.Provider) -> pb.Provider:
+        message = _provider(provider)
+        circuit, retry_at = self._breakers.state(provider.provider_id)
+        message.circuit_state = _CIRCUITS[circuit]
+        if retry_at is not None:
+            message.circuit_retry_time.FromNanoseconds(int(retry_at * 1e9))
+        return message
 
     async def _in_thread(self, function: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(function, *args))
@@ -211,6 +241,7 @@ def _provider(provider: service.Provider) -> pb.Provider:
         provider_id=provider.provider_id, name=provider.name, api_endpoint=provider.api_endpoint,
         kind=_KIND_NUMBERS[provider.kind], has_api_key=provider.has_api_key,
         create_time=timestamp(provider.created_at), update_time=timestamp(provider.updated_at),
+        max_in_flight=provider.max_in_flight, max_waiting=provider.max_waiting,
     )
 
 
@@ -219,6 +250,7 @@ def _llm(llm: service.Llm) -> pb.Llm:
         llm_id=llm.llm_id, name=llm.name, provider_id=llm.provider_id,
         context_max_messages=llm.context_max_messages, context_max_chars=llm.context_max_chars,
         create_time=timestamp(llm.created_at), update_time=timestamp(llm.updated_at),
+        fallback_llm_ids=llm.fallback_llm_ids,
     )
 
 
@@ -243,8 +275,11 @@ class LlmUnitServer(AsyncServer):
         addresses = Policy(allow_private=settings.allow_private_endpoints)
         self._providers = ProviderClient(keys, addresses, settings.max_reply_bytes, resolver)
         models = ReadCache(settings.model_cache_ttl_ms / 1000, clock=clock)
+        breakers = Breakers(settings.breaker_failures, settings.breaker_cooldown_ms / 1000, clock=clock)
+        failover = Failover(self._providers, RetryPolicy(settings.retries, settings.retry_backoff_ms / 1000),
+                            breakers, Gates())
         servicer = LlmServicer(self.database, self._executor, self._providers, settings.generation_timeout_ms,
-                               models, keys, addresses)
+                               models, keys, addresses, failover, breakers)
         self._pruner = Pruner(self.database, store.RETENTION_RULES, settings.retention)
         try:
             super().__init__(lambda server: pb_grpc.add_LlmServiceServicer_to_server(servicer, server),

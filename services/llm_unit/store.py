@@ -47,6 +47,9 @@ class ProviderRow(Base):
     kind: orm.Mapped[str] = orm.mapped_column(sa.String(16))
     # A Fernet token (services/llm_unit/keyring.py), never the key itself.
     sealed_api_key: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    # Generations at once per llm_unit replica (0: no limit), and how many may wait for a slot.
+    max_in_flight: orm.Mapped[int] = orm.mapped_column(sa.Integer, server_default="0")
+    max_waiting: orm.Mapped[int] = orm.mapped_column(sa.Integer, server_default="100")
     created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
     updated_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
     deleted_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
@@ -67,6 +70,8 @@ class LlmRow(Base):
     name: orm.Mapped[str] = orm.mapped_column(sa.String(200))
     context_max_messages: orm.Mapped[int] = orm.mapped_column(sa.Integer)
     context_max_chars: orm.Mapped[int] = orm.mapped_column(sa.Integer)
+    # Ids of the models tried, in order, when this one's provider fails before the first token.
+    fallback_llm_ids: orm.Mapped[list] = orm.mapped_column(sa.JSON, server_default="[]")
     created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
     updated_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
     deleted_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
@@ -111,7 +116,8 @@ def create_provider(session: orm.Session, fields: service.NewProvider) -> servic
     _check_provider_name_free(session, fields.name)
     now = utcnow()
     row = ProviderRow(id=str(uuid.uuid4()), name=fields.name, api_endpoint=fields.api_endpoint,
-                      kind=fields.kind.value, sealed_api_key=fields.sealed_api_key, created_at=now, updated_at=now)
+                      kind=fields.kind.value, sealed_api_key=fields.sealed_api_key, max_in_flight=fields.max_in_flight,
+                      max_waiting=fields.max_waiting, created_at=now, updated_at=now)
     session.add(row)
     session.flush()
     return _provider(row)
@@ -129,6 +135,10 @@ def update_provider(session: orm.Session, provider_id: str, changes: service.Pro
         row.kind = changes.kind.value
     if changes.replace_api_key:
         row.sealed_api_key = changes.sealed_api_key
+    if changes.max_in_flight is not None:
+        row.max_in_flight = changes.max_in_flight
+    if changes.max_waiting is not None:
+        row.max_waiting = changes.max_waiting
     if session.is_modified(row):
         row.updated_at = utcnow()
     session.flush()
@@ -189,9 +199,11 @@ def create_llm(session: orm.Session, provider_id: str, fields: service.NewLlm) -
     provider = _live_provider(session, provider_id, lock=True)
     _check_llm_name_free(session, provider.id, fields.name)
     now = utcnow()
-    row = LlmRow(id=str(uuid.uuid4()), provider_id=provider.id, name=fields.name,
+    llm_id = str(uuid.uuid4())
+    _check_fallbacks_live(session, llm_id, fields.fallback_llm_ids)
+    row = LlmRow(id=llm_id, provider_id=provider.id, name=fields.name,
                  context_max_messages=fields.context_max_messages, context_max_chars=fields.context_max_chars,
-                 created_at=now, updated_at=now)
+                 fallback_llm_ids=list(fields.fallback_llm_ids), created_at=now, updated_at=now)
     session.add(row)
     session.flush()
     return _llm(row)
@@ -206,6 +218,9 @@ def update_llm(session: orm.Session, llm_id: str, changes: service.LlmChanges) -
         row.context_max_messages = changes.context_max_messages
     if changes.context_max_chars is not None:
         row.context_max_chars = changes.context_max_chars
+    if changes.fallback_llm_ids is not None and list(changes.fallback_llm_ids) != list(row.fallback_llm_ids or []):
+        _check_fallbacks_live(session, row.id, changes.fallback_llm_ids)
+        row.fallback_llm_ids = list(changes.fallback_llm_ids)
     if session.is_modified(row):
         row.updated_at = utcnow()
     session.flush()
@@ -264,6 +279,18 @@ def _live_llm(session: orm.Session, llm_id: str) -> LlmRow:
     return row
 
 
+def _check_fallbacks_live(session: orm.Session, llm_id: str, fallback_llm_ids: tuple[str, ...]) -> None:
+    """Each fallback is a live model other than the model itself. One deleted later is skipped when
+    generating, not removed from the list."""
+    service.check_fallbacks(llm_id, fallback_llm_ids)
+    if not fallback_llm_ids:
+        return
+    live = set(session.scalars(sa.select(LlmRow.id).where(LlmRow.id.in_(fallback_llm_ids), LlmRow.deleted_at.is_(None))))
+    for fallback_id in fallback_llm_ids:
+        if fallback_id not in live:
+            raise errors.llm_not_found(fallback_id)
+
+
 def _check_provider_name_free(session: orm.Session, name: str) -> None:
     taken = session.scalar(
         sa.select(ProviderRow.seq).where(ProviderRow.name == name, ProviderRow.deleted_at.is_(None))
@@ -295,10 +322,12 @@ class _Prefixed:
 def _provider(row: ProviderRow | _Prefixed) -> service.Provider:
     return service.Provider(provider_id=row.id, name=row.name, api_endpoint=row.api_endpoint,
                             kind=service.Kind(row.kind), sealed_api_key=row.sealed_api_key,
-                            created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))
+                            created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at),
+                            max_in_flight=row.max_in_flight, max_waiting=row.max_waiting)
 
 
 def _llm(row: LlmRow | _Prefixed) -> service.Llm:
     return service.Llm(llm_id=row.id, name=row.name, provider_id=row.provider_id,
                        context_max_messages=row.context_max_messages, context_max_chars=row.context_max_chars,
-                       created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))
+                       created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at),
+                       fallback_llm_ids=tuple(row.fallback_llm_ids or ()))

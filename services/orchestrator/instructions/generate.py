@@ -60,7 +60,7 @@ async def generate(run: Run, request: orchestrator_pb2.LlmResponseGenerate) -> P
         chat_id=chat_id,
         messages=[
             chat_pb2.NewMessage(user_id=user_id, content=request.user_input, role=chat_pb2.MESSAGE_ROLE_USER),
-            chat_pb2.NewMessage(user_id=user_id, llm_id=llm.llm_id, content=final.content,
+            chat_pb2.NewMessage(user_id=user_id, llm_id=final.llm_id or llm.llm_id, content=final.content,
                                 role=chat_pb2.MESSAGE_ROLE_ASSISTANT),
         ],
     ))
@@ -86,7 +86,8 @@ async def regenerate(run: Run, request: orchestrator_pb2.LlmResponseRegenerate) 
     stored = await run.units.chats.append_messages(chat_pb2.AppendMessagesRequest(
         request_id=run.request_id("append-messages"),
         chat_id=message.chat_id,
-        messages=[chat_pb2.NewMessage(user_id=request.user_id or message.user_id, llm_id=llm.llm_id, content=final.content,
+        messages=[chat_pb2.NewMessage(user_id=request.user_id or message.user_id, llm_id=final.llm_id or llm.llm_id,
+                                      content=final.content,
                                       role=chat_pb2.MESSAGE_ROLE_ASSISTANT)],
     ))
     return _response(stored[-1], final)

@@ -8,7 +8,7 @@ from services.orchestrator.instructions.run import Payload, Run, collect, presen
 async def provider_add(run: Run, request: orchestrator_pb2.LlmProviderAdd) -> Payload:
     response = await run.units.models.CreateProvider(llm_pb2.CreateProviderRequest(
         request_id=run.request_id("create-provider"), name=request.name, api_endpoint=request.api_endpoint,
-        kind=request.kind, **present(request, "api_key"),
+        kind=request.kind, **present(request, "api_key", "max_in_flight", "max_waiting"),
     ))
     return {"provider": response.provider}
 
@@ -16,7 +16,7 @@ async def provider_add(run: Run, request: orchestrator_pb2.LlmProviderAdd) -> Pa
 async def provider_update(run: Run, request: orchestrator_pb2.LlmProviderUpdate) -> Payload:
     response = await run.units.models.UpdateProvider(llm_pb2.UpdateProviderRequest(
         request_id=run.request_id("update-provider"), provider_id=request.provider_id, kind=request.kind,
-        **present(request, "name", "api_endpoint", "api_key"),
+        **present(request, "name", "api_endpoint", "api_key", "max_in_flight", "max_waiting"),
     ))
     return {"provider": response.provider}
 
@@ -37,13 +37,13 @@ async def provider_list(run: Run, request: orchestrator_pb2.LlmProviderList) -> 
 async def llm_add(run: Run, request: orchestrator_pb2.LlmAdd) -> Payload:
     response = await run.units.models.CreateLlm(llm_pb2.CreateLlmRequest(
         request_id=run.request_id("create-llm"), provider_id=request.provider_id, name=request.llm_name,
-        **present(request, "context_max_messages", "context_max_chars"),
+        fallback_llm_ids=request.fallback_llm_ids, **present(request, "context_max_messages", "context_max_chars"),
     ))
     return {"llm": response.llm}
 
 
 async def llm_update(run: Run, request: orchestrator_pb2.LlmUpdate) -> Payload:
-    changes = present(request, "context_max_messages", "context_max_chars")
+    changes = present(request, "context_max_messages", "context_max_chars", "fallback_llm_ids")
     if request.HasField("llm_name"):
         changes["name"] = request.llm_name
     response = await run.units.models.UpdateLlm(llm_pb2.UpdateLlmRequest(

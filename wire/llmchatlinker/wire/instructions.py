@@ -134,7 +134,15 @@ def _set(request: protobuf_message.Message, field: FieldDescriptor, value: objec
         return WireError(f"{json_type}: data.{field.name} must be {expected}, not {_json_kind(value)}",
                          INVALID_FIELD, json_type, field.name)
 
-    if field.is_repeated:
+    if field.type == FieldDescriptor.TYPE_MESSAGE and _is_id_list(field.message_type):
+        # A list of ids wrapped in a message so that an update can tell "unchanged" (absent) from
+        # "none" ([]): the JSON form is the bare list.
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise refuse("a list of strings")
+        wrapper = getattr(request, field.name)
+        wrapper.SetInParent()
+        getattr(wrapper, wrapper.DESCRIPTOR.fields[0].name).extend(value)
+    elif field.is_repeated:
         if field.type != FieldDescriptor.TYPE_STRING:
             raise AssertionError(f"no JSON form for repeated {field.full_name}")
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
@@ -160,6 +168,12 @@ def _set(request: protobuf_message.Message, field: FieldDescriptor, value: objec
         setattr(request, field.name, kind)
     else:
         raise AssertionError(f"no JSON form for {field.full_name}")
+
+
+def _is_id_list(descriptor) -> bool:
+    """A message whose one field is a repeated string (llm.v1.FallbackLlmIds)."""
+    fields = descriptor.fields
+    return len(fields) == 1 and fields[0].is_repeated and fields[0].type == FieldDescriptor.TYPE_STRING
 
 
 def _json_kind(value: object) -> str:
