@@ -151,6 +151,7 @@ class LlmServer:
             options = resolve(self.defaults, request.query, model)
         except OptionError as exc:
             return faults.error_response(wire, 400, f"testkit: {exc}")
+        wire.report_usage = options.usage == "on"
         if options.fail is not None and options.fail_first is not None:
             self._seen[model] = seen = self._seen.get(model, 0) + 1
             if seen > options.fail_first:
@@ -244,11 +245,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--require-key", help="answer 401 unless 'Authorization: Bearer KEY'")
     parser.add_argument("--fail-first", type=int, help="with --fail: only the first N requests of each model fail")
     parser.add_argument("--retry-after", type=float, help="with --fail 429 or 500: the Retry-After header, seconds")
+    parser.add_argument("--usage", choices=("on", "off"), help="off: replies report no token counts")
     return parser.parse_args(argv)
 
 
 async def _serve_until_signalled(args: argparse.Namespace) -> None:
-    names = ("latency_ms", "tokens", "interval_ms", "fail", "drip_ms", "require_key", "fail_first", "retry_after")
+    names = ("latency_ms", "tokens", "interval_ms", "fail", "drip_ms", "require_key", "fail_first", "retry_after", "usage")
     defaults = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     async with LlmServer(args.host, args.port, **defaults) as server:
         print(f"testkit LLM server on {server.base_url}", f"  OpenAI: {server.openai_url}",

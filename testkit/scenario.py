@@ -31,11 +31,15 @@ class Options:
     fail_first: int | None = None
     # With fail=429 or 500: the Retry-After header sent, in seconds.
     retry_after: float | None = None
+    # "off": the reply reports no token counts (no OpenAI `usage`, no Ollama eval counts).
+    usage: str = "on"
 
     def __post_init__(self) -> None:
         for name in ("latency_ms", "interval_ms", "drip_ms"):
             if getattr(self, name) < 0:
                 raise OptionError(f"{name} must be >= 0")
+        if self.usage not in ("on", "off"):
+            raise OptionError(f"usage must be 'on' or 'off', not {self.usage!r}")
         if self.fail_first is not None and self.fail_first < 0:
             raise OptionError("fail_first must be >= 0")
         if self.retry_after is not None and self.retry_after < 0:
@@ -58,6 +62,7 @@ _CONVERTERS = {
     "require_key": str,
     "fail_first": int,
     "retry_after": float,
+    "usage": str,
 }
 OPTION_NAMES = tuple(_CONVERTERS)
 
