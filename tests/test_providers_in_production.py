@@ -124,3 +124,24 @@ def test_past_max_in_flight_a_generation_waits_and_past_max_waiting_it_is_refuse
     assert (raised.value.code, raised.value.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "PROVIDER_BUSY")
     assert [results[i].llm_response.message.content for i in range(2)] == ["echo: hi"] * 2
     assert time.monotonic() - started >= 3.0  # the second waited for the first
+
+
+def test_usage_per_user_matches_the_tokens_the_provider_reported(client, provider_server, conversation, testkit,
+                                                                 legacy):
+    chat = conversation(provider_server.openai_url, model="echo@tokens=4")
+    started = time.time()
+    for words in ("one two", "three four five"):
+        client.submit(chat.generate(words))
+
+    summaries = client.submit(pb.UsageList(group_by=llm_pb2.USAGE_GROUPING_USER, page_size=1000)).usage.summaries
+    (mine,) = [s for s in summaries if s.key == chat.user_id]
+    # The stand-in counts the words of the messages it was sent, history included, and sends 4 tokens.
+    sent = [sum(len(m["content"].split()) for m in r["messages"]) for r in testkit(provider_server, "requests")]
+    assert (mine.generations, mine.prompt_tokens, mine.completion_tokens) == (2, sum(sent), 8)
+    assert mine.estimated_generations == 0 and mine.duration_ms >= 0
+
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started - 1))
+    reply = legacy.call("USAGE_LIST", {"group_by": "llm", "start_time": since, "page_size": 1000})
+    assert reply["status"] == "success", reply
+    assert {"key": chat.llm_id, "generations": 2} in [{k: u[k] for k in ("key", "generations")}
+                                                      for u in reply["data"]["usage"]]

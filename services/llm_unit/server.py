@@ -1,6 +1,9 @@
 """The LLM unit's gRPC transport: proto in, rules and one transaction (in a thread), proto out."""
 
 import asyncio
+import base64
+import dataclasses
+import datetime
 import functools
 import logging
 import pathlib
@@ -14,7 +17,7 @@ from llmchatlinker.llm.v1 import llm_service_pb2 as pb
 from llmchatlinker.llm.v1 import llm_service_pb2_grpc as pb_grpc
 from services.common import paging
 from services.common.admission import Admission
-from services.common.db import Database
+from services.common.db import Database, utcnow
 from services.common.deadlines import SHUTDOWN_GRACE_SECONDS
 from services.common.errors import maps_errors
 from services.common.logs import configure_logging
@@ -24,6 +27,7 @@ from services.common.serving import AsyncServer, failing_in_one_line
 from services.llm_unit import errors, keyring, service, store
 from services.llm_unit.failover import Failover, RetryPolicy
 from services.llm_unit.traffic import Breakers, Circuit, Gates
+from services.llm_unit.usage import UsageLedger
 from services.common.readcache import ReadCache
 from services.llm_unit.config import Settings
 from services.llm_unit.errors import DOMAIN
@@ -38,6 +42,8 @@ MIGRATIONS = pathlib.Path(__file__).resolve().parent / "migrations"
 DATABASE_THREADS = 8
 _KINDS = {pb.PROVIDER_KIND_OPENAI: service.Kind.OPENAI, pb.PROVIDER_KIND_OLLAMA: service.Kind.OLLAMA}
 _KIND_NUMBERS = {kind: number for number, kind in _KINDS.items()}
+_GROUPINGS = {pb.USAGE_GROUPING_USER: service.Grouping.USER, pb.USAGE_GROUPING_LLM: service.Grouping.LLM,
+              pb.USAGE_GROUPING_PROVIDER: service.Grouping.PROVIDER}
 _CIRCUITS = {Circuit.CLOSED: pb.CIRCUIT_STATE_CLOSED, Circuit.OPEN: pb.CIRCUIT_STATE_OPEN,
              Circuit.HALF_OPEN: pb.CIRCUIT_STATE_HALF_OPEN}
 
@@ -45,7 +51,8 @@ _CIRCUITS = {Circuit.CLOSED: pb.CIRCUIT_STATE_CLOSED, Circuit.OPEN: pb.CIRCUIT_S
 class LlmServicer(pb_grpc.LlmServiceServicer):
     def __init__(self, database: Database, executor: ThreadPoolExecutor, providers: ProviderClient,
                  generation_timeout_ms: int, models: ReadCache[tuple[service.Llm, service.Provider]],
-                 keys: keyring.Keyring, addresses: Policy, failover: Failover, breakers: Breakers) -> None:
+                 keys: keyring.Keyring, addresses: Policy, failover: Failover, breakers: Breakers,
+                 usage: UsageLedger) -> None:
         self._database = database
         self._keys = keys
         self._addresses = addresses
@@ -56,6 +63,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         self._models = models
         self._failover = failover
         self._breakers = breakers
+        self._usage = usage
 
     @maps_errors(DOMAIN)
     async def CreateProvider(self, request, context):
@@ -154,6 +162,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
     @maps_errors(DOMAIN)
     async def GenerateReply(self, request, context):
         loop = asyncio.get_running_loop()
+        started = loop.time()
         budget = service.generation_seconds(request.timeout_ms, self._generation_timeout_ms, context.time_remaining())
         deadline = loop.time() + budget
         messages = service.conversation((m.role, m.content) for m in request.messages)
@@ -164,15 +173,44 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
             # A cancelled call may end while this generator is parked at a yield, where no
             # exception reaches it; the task's end still hangs up on the provider.
             asyncio.current_task().add_done_callback(answer.abort)
+            first_token = None
             async for deltas in answer:
+                if first_token is None:
+                    first_token = loop.time()
                 for text in deltas:
                     yield pb.GenerateReplyResponse(delta=pb.TokenDelta(content=text))
             final = answer.final()
+            ended = loop.time()
+            prompt, completion, estimated = service.token_counts(final.prompt_tokens, final.completion_tokens,
+                                                                 messages, final.content)
+            self._usage.record(service.Usage(
+                ended_at=utcnow(), user_id=request.user_id, chat_id=request.chat_id, llm_id=answer.llm.llm_id,
+                provider_id=answer.provider.provider_id, prompt_tokens=prompt, completion_tokens=completion,
+                estimated=estimated, time_to_first_token_ms=round(((first_token or ended) - started) * 1000),
+                duration_ms=round((ended - started) * 1000), attempts=answer.attempts,
+            ))
             yield pb.GenerateReplyResponse(final=pb.FinalReply(
                 content=final.content, finish_reason=final.finish_reason,
                 usage=pb.TokenUsage(prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens),
                 llm_id=answer.llm.llm_id, provider_id=answer.provider.provider_id, attempts=answer.attempts,
             ))
+
+    @maps_errors(DOMAIN)
+    async def ListUsage(self, request, context):
+        grouping = _GROUPINGS.get(request.group_by)
+        if grouping is None:
+            raise errors.invalid("group_by must be USAGE_GROUPING_USER, _LLM or _PROVIDER", "INVALID_GROUPING")
+        start = as_datetime(request.start_time) if request.HasField("start_time") else None
+        end = as_datetime(request.end_time) if request.HasField("end_time") else None
+        service.usage_range(start, end)
+        limit = paging.page_size(request.page_size)
+        after = _key_token(request.page_token)
+        await self._usage.flush()
+        summaries, last_key = await self._read(store.usage_summaries, grouping, start, end, after, limit)
+        return pb.ListUsageResponse(
+            summaries=[pb.UsageSummary(**dataclasses.asdict(summary)) for summary in summaries],
+            next_page_token="" if last_key is None else base64.urlsafe_b64encode(last_key.encode()).decode(),
+        )
 
     def _model(self, llm_id: str):
         return self._models.get(llm_id, lambda: self._read(store.get_llm, llm_id))
@@ -217,6 +255,20 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
                 loop.call_soon_threadsafe(self._models.clear)
 
         return await self._in_thread(write)
+
+
+def _key_token(token: str) -> str | None:
+    """The key a page of usage starts after (next_page_token is the last key, encoded)."""
+    if not token:
+        return None
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeError):
+        raise errors.invalid("page_token is not a token this service gave", "INVALID_PAGE_TOKEN") from None
+
+
+def as_datetime(stamp) -> datetime.datetime:
+    return stamp.ToDatetime(tzinfo=datetime.timezone.utc)
 
 
 def _optional(request, field: str):
@@ -278,8 +330,9 @@ class LlmUnitServer(AsyncServer):
         breakers = Breakers(settings.breaker_failures, settings.breaker_cooldown_ms / 1000, clock=clock)
         failover = Failover(self._providers, RetryPolicy(settings.retries, settings.retry_backoff_ms / 1000),
                             breakers, Gates())
+        self._usage = UsageLedger(self._write_usage)
         servicer = LlmServicer(self.database, self._executor, self._providers, settings.generation_timeout_ms,
-                               models, keys, addresses, failover, breakers)
+                               models, keys, addresses, failover, breakers, self._usage)
         self._pruner = Pruner(self.database, store.RETENTION_RULES, settings.retention)
         try:
             super().__init__(lambda server: pb_grpc.add_LlmServiceServicer_to_server(servicer, server),
@@ -289,7 +342,15 @@ class LlmUnitServer(AsyncServer):
             self._release()
             raise
 
+    async def _write_usage(self, records: list[service.Usage]) -> None:
+        def write():
+            with self.database.writing() as connection:
+                store.insert_usage(connection, records)
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, write)
+
     async def start(self) -> "LlmUnitServer":
+        self._usage.start()
         await self._providers.start()
         await super().start()
         self._pruner.start()
@@ -297,6 +358,7 @@ class LlmUnitServer(AsyncServer):
 
     async def stop(self, grace: float | None = SHUTDOWN_GRACE_SECONDS) -> None:
         await super().stop(grace)
+        await self._usage.stop()
         await self._providers.close()
         await asyncio.to_thread(self._pruner.stop)
         await asyncio.to_thread(self._release)

@@ -117,6 +117,42 @@ class Message:
     content: str
 
 
+class Grouping(enum.Enum):
+    """What usage is summed by: the usage record's column of that name."""
+
+    USER = "user_id"
+    LLM = "llm_id"
+    PROVIDER = "provider_id"
+
+
+@dataclasses.dataclass(frozen=True)
+class Usage:
+    """One generation that produced a reply."""
+
+    ended_at: datetime.datetime
+    user_id: str
+    chat_id: str
+    llm_id: str
+    provider_id: str
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool
+    time_to_first_token_ms: int
+    duration_ms: int
+    attempts: int
+
+
+@dataclasses.dataclass(frozen=True)
+class UsageSummary:
+    key: str
+    generations: int
+    prompt_tokens: int
+    completion_tokens: int
+    estimated_generations: int
+    mean_time_to_first_token_ms: int
+    duration_ms: int
+
+
 def request_id(value: str) -> str:
     if len(value) > MAX_ID_CHARS:
         raise errors.invalid(f"request_id is longer than {MAX_ID_CHARS} characters", "INVALID_REQUEST_ID")
@@ -270,6 +306,28 @@ def check_provider(llm: Llm, provider_id: str) -> None:
     """A GenerateReply that names a provider must name the model's own."""
     if provider_id and provider_id != llm.provider_id:
         raise errors.provider_mismatch(llm.llm_id, provider_id)
+
+
+# Characters per token when a provider reports no counts: OpenAI's rule of thumb for English text.
+CHARS_PER_TOKEN = 4
+
+
+def token_counts(prompt_tokens: int, completion_tokens: int, messages: Iterable[Message],
+                 reply: str) -> tuple[int, int, bool]:
+    """(prompt, completion, estimated): the provider's counts, or when it reported neither, an
+    estimate from the text's length."""
+    if prompt_tokens or completion_tokens:
+        return prompt_tokens, completion_tokens, False
+    return (_estimate(sum(len(m.content) for m in messages)), _estimate(len(reply)), True)
+
+
+def _estimate(chars: int) -> int:
+    return -(-chars // CHARS_PER_TOKEN)
+
+
+def usage_range(start: datetime.datetime | None, end: datetime.datetime | None) -> None:
+    if start is not None and end is not None and end < start:
+        raise errors.invalid("end_time must not be before start_time", "INVALID_TIME_RANGE")
 
 
 def generation_seconds(timeout_ms: int, default_ms: int, call_remaining: float | None) -> float:

@@ -1,5 +1,6 @@
 """The LLM unit's tables and queries; the only module that imports SQLAlchemy. Functions never commit."""
 
+import dataclasses
 import datetime
 import uuid
 from collections.abc import Callable
@@ -77,7 +78,27 @@ class LlmRow(Base):
     deleted_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
 
 
-_LLMS, _PROVIDERS = LlmRow.__table__, ProviderRow.__table__
+class UsageRow(Base):
+    """One generation that produced a reply (written in batches, usage.py)."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (sa.Index("ix_usage_records_ended_at", "ended_at"),)
+
+    seq: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    ended_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+    user_id: orm.Mapped[str] = orm.mapped_column(sa.String(128))
+    chat_id: orm.Mapped[str] = orm.mapped_column(sa.String(128))
+    llm_id: orm.Mapped[str] = orm.mapped_column(sa.String(36))
+    provider_id: orm.Mapped[str] = orm.mapped_column(sa.String(36))
+    prompt_tokens: orm.Mapped[int] = orm.mapped_column(sa.Integer)
+    completion_tokens: orm.Mapped[int] = orm.mapped_column(sa.Integer)
+    estimated: orm.Mapped[bool] = orm.mapped_column(sa.Boolean)
+    time_to_first_token_ms: orm.Mapped[int] = orm.mapped_column(sa.Integer)
+    duration_ms: orm.Mapped[int] = orm.mapped_column(sa.Integer)
+    attempts: orm.Mapped[int] = orm.mapped_column(sa.Integer)
+
+
+_LLMS, _PROVIDERS, _USAGE = LlmRow.__table__, ProviderRow.__table__, UsageRow.__table__
 # GenerateReply runs this once per generation: selecting columns rather than ORM
 # entities costs about half as much CPU (the GIL the event loop also needs).
 _LLM_WITH_PROVIDER = (
@@ -248,6 +269,42 @@ def list_llms(
         query = query.where(_LLMS.c.provider_id == get_provider(connection, provider_id).provider_id)
     rows, next_position = _page(connection, query, _LLMS.c.seq, after, limit)
     return [_llm(row) for row in rows], next_position
+
+
+# Usage.
+
+def insert_usage(connection: sa.Connection, records: list[service.Usage]) -> None:
+    connection.execute(sa.insert(_USAGE), [dataclasses.asdict(record) for record in records])
+
+
+def usage_summaries(
+    connection: sa.Connection, grouping: service.Grouping, start: datetime.datetime | None,
+    end: datetime.datetime | None, after: str | None, limit: int,
+) -> tuple[list[service.UsageSummary], str | None]:
+    """Sums per key of `grouping`, ordered by key, from the key after `after`; and the last key when
+    a next page exists."""
+    key = _USAGE.c[grouping.value]
+    query = sa.select(
+        key.label("key"), sa.func.count().label("generations"),
+        sa.func.sum(_USAGE.c.prompt_tokens).label("prompt_tokens"),
+        sa.func.sum(_USAGE.c.completion_tokens).label("completion_tokens"),
+        sa.func.sum(sa.case((_USAGE.c.estimated, 1), else_=0)).label("estimated_generations"),
+        sa.func.avg(_USAGE.c.time_to_first_token_ms).label("mean_time_to_first_token_ms"),
+        sa.func.sum(_USAGE.c.duration_ms).label("duration_ms"),
+    ).group_by(key).order_by(key).limit(limit + 1)
+    if start is not None:
+        query = query.where(_USAGE.c.ended_at >= start)
+    if end is not None:
+        query = query.where(_USAGE.c.ended_at < end)
+    if after is not None:
+        query = query.where(key > after)
+    rows = connection.execute(query).all()
+    summaries = [service.UsageSummary(
+        key=row.key, generations=row.generations, prompt_tokens=int(row.prompt_tokens),
+        completion_tokens=int(row.completion_tokens), estimated_generations=int(row.estimated_generations),
+        mean_time_to_first_token_ms=round(row.mean_time_to_first_token_ms), duration_ms=int(row.duration_ms),
+    ) for row in rows[:limit]]
+    return summaries, (summaries[-1].key if len(rows) > limit else None)
 
 
 # Helpers.

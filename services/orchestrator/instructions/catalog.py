@@ -77,6 +77,7 @@ CATALOG: dict[str, Entry] = {
     "llm_delete": Entry(llms.llm_delete, changes_models=True),
     "llm_list": Entry(llms.llm_list),
     "llm_list_by_provider": Entry(llms.llm_list_by_provider),
+    "usage_list": Entry(llms.usage_list),
 }
 
 

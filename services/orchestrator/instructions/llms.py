@@ -71,3 +71,11 @@ async def llm_list_by_provider(run: Run, request: orchestrator_pb2.LlmListByProv
         provider_id=require(request.provider_id, "provider_id"), page_size=request.page_size,
         page_token=request.page_token), "llms")
     return {"llms": orchestrator_pb2.LlmPage(llms=llms, next_page_token=token)}
+
+
+async def usage_list(run: Run, request: orchestrator_pb2.UsageList) -> Payload:
+    fields = {name: getattr(request, name) for name in ("start_time", "end_time") if request.HasField(name)}
+    response = await run.units.models.ListUsage(llm_pb2.ListUsageRequest(
+        group_by=request.group_by, page_size=request.page_size, page_token=request.page_token, **fields))
+    return {"usage": orchestrator_pb2.UsagePage(summaries=response.summaries,
+                                                next_page_token=response.next_page_token)}

@@ -37,6 +37,7 @@ CASES = {
     "LLM_DELETE": ({"llm_id": "l1"}, "", []),
     "LLM_LIST": ({}, "", []),
     "LLM_LIST_BY_PROVIDER": ({"provider_id": "p1"}, "", []),
+    "USAGE_LIST": ({"group_by": "provider"}, "", []),
 }
 
 

@@ -45,6 +45,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "LLM_UPDATE": ("llm_id",),
     "LLM_DELETE": ("llm_id",),
     "LLM_LIST_BY_PROVIDER": ("provider_id",),
+    "USAGE_LIST": ("group_by",),
 }
 
 # Types that need at least one of several fields (USER_GET: by id or by username).
@@ -52,6 +53,9 @@ REQUIRED_ONE_OF: dict[str, tuple[str, ...]] = {"USER_GET": ("user_id", "username
 
 # `kind` in JSON: the protocol's short name, case-insensitive.
 PROVIDER_KINDS = {"openai": llm_pb2.PROVIDER_KIND_OPENAI, "ollama": llm_pb2.PROVIDER_KIND_OLLAMA}
+# `group_by` of USAGE_LIST in JSON, case-insensitive.
+USAGE_GROUPINGS = {"user": llm_pb2.USAGE_GROUPING_USER, "llm": llm_pb2.USAGE_GROUPING_LLM,
+                   "provider": llm_pb2.USAGE_GROUPING_PROVIDER}
 
 
 class WireError(ValueError):
@@ -159,6 +163,19 @@ def _set(request: protobuf_message.Message, field: FieldDescriptor, value: objec
             raise WireError(f"{json_type}: data.{field.name} is out of range ({value})",
                             INVALID_FIELD, json_type, field.name)
         setattr(request, field.name, value)
+    elif field.type == FieldDescriptor.TYPE_ENUM and field.enum_type.full_name == "llmchatlinker.llm.v1.UsageGrouping":
+        grouping = USAGE_GROUPINGS.get(value.lower()) if isinstance(value, str) else None
+        if grouping is None:
+            raise refuse(" or ".join(map(repr, USAGE_GROUPINGS)))
+        setattr(request, field.name, grouping)
+    elif field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name == "google.protobuf.Timestamp":
+        if not isinstance(value, str):
+            raise refuse("an RFC 3339 time string")
+        try:
+            getattr(request, field.name).FromJsonString(value)
+        except ValueError:
+            raise WireError(f"{json_type}: data.{field.name} must be an RFC 3339 time such as "
+                            f"'2026-12-01T00:00:00Z', not {value[:40]!r}", INVALID_FIELD, json_type, field.name) from None
     elif field.type == FieldDescriptor.TYPE_ENUM and field.enum_type.full_name == "llmchatlinker.llm.v1.ProviderKind":
         kind = PROVIDER_KINDS.get(value.lower()) if isinstance(value, str) else None
         if kind is None:
