@@ -145,3 +145,22 @@ def test_usage_per_user_matches_the_tokens_the_provider_reported(client, provide
     assert reply["status"] == "success", reply
     assert {"key": chat.llm_id, "generations": 2} in [{k: u[k] for k in ("key", "generations")}
                                                       for u in reply["data"]["usage"]]
+
+
+def test_a_user_over_their_rate_is_refused_before_the_provider_is_asked_and_told_when_to_try_again(
+        client, provider_server, conversation, testkit):
+    chat = conversation(provider_server.openai_url)
+    limits = client.submit(pb.UserLimitsSet(user_id=chat.user_id, requests_per_minute=1, tokens_per_day=100_000))
+    assert (limits.user_limits.requests_per_minute, limits.user_limits.tokens_per_month) == (1, 0)
+    client.submit(chat.generate("first"))
+
+    final = client.final_result(chat.generate("second"))
+
+    assert (final.status.code, final.status.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
+                                                        "USER_RATE_LIMITED")
+    assert "try again at" in final.status.message and final.status.metadata["retryTime"].endswith(":00Z")
+    assert 0 < int(final.status.metadata["retryAfterSeconds"]) <= 60
+    assert len(testkit(provider_server, "requests")) == 1
+    with pytest.raises(LLMChatLinkerError) as raised:
+        client.submit(pb.UserLimitsGet(user_id="no-such-user"))
+    assert raised.value.reason == "USER_NOT_FOUND"

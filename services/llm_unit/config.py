@@ -28,6 +28,8 @@ DEFAULT_RETRY_BACKOFF_MS = 250
 # one generation probes it. LiteLLM's router cools a deployment down the same way.
 DEFAULT_BREAKER_FAILURES = 5
 DEFAULT_BREAKER_COOLDOWN_MS = 30_000
+# The limits of users who have none of their own (0: none); see limits.py.
+DEFAULT_USER_LIMITS = (0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class Settings(UnitSettings):
     retry_backoff_ms: int = DEFAULT_RETRY_BACKOFF_MS
     breaker_failures: int = DEFAULT_BREAKER_FAILURES
     breaker_cooldown_ms: int = DEFAULT_BREAKER_COOLDOWN_MS
+    # Requests per minute, tokens per day, tokens per month of a user without limits of their own.
+    default_user_limits: tuple[int, int, int] = DEFAULT_USER_LIMITS
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -65,4 +69,9 @@ class Settings(UnitSettings):
             retry_backoff_ms=config.milliseconds("LLM_UNIT_RETRY_BACKOFF_MS", DEFAULT_RETRY_BACKOFF_MS),
             breaker_failures=config.integer("LLM_UNIT_BREAKER_FAILURES", DEFAULT_BREAKER_FAILURES, minimum=0),
             breaker_cooldown_ms=config.milliseconds("LLM_UNIT_BREAKER_COOLDOWN_MS", DEFAULT_BREAKER_COOLDOWN_MS),
+            default_user_limits=(
+                config.integer("LLM_UNIT_DEFAULT_REQUESTS_PER_MINUTE", 0, minimum=0, maximum=1_000_000),
+                config.integer("LLM_UNIT_DEFAULT_TOKENS_PER_DAY", 0, minimum=0, maximum=2_000_000_000),
+                config.integer("LLM_UNIT_DEFAULT_TOKENS_PER_MONTH", 0, minimum=0, maximum=2_000_000_000),
+            ),
         )

@@ -24,7 +24,7 @@ from services.common.logs import configure_logging
 from services.common.protoconv import timestamp
 from services.common.retention import Pruner
 from services.common.serving import AsyncServer, failing_in_one_line
-from services.llm_unit import errors, keyring, service, store
+from services.llm_unit import errors, keyring, limits, service, store
 from services.llm_unit.failover import Failover, RetryPolicy
 from services.llm_unit.traffic import Breakers, Circuit, Gates
 from services.llm_unit.usage import UsageLedger
@@ -52,7 +52,8 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
     def __init__(self, database: Database, executor: ThreadPoolExecutor, providers: ProviderClient,
                  generation_timeout_ms: int, models: ReadCache[tuple[service.Llm, service.Provider]],
                  keys: keyring.Keyring, addresses: Policy, failover: Failover, breakers: Breakers,
-                 usage: UsageLedger) -> None:
+                 usage: UsageLedger, user_limits: ReadCache[limits.Limits], default_limits: limits.Limits,
+                 now: Callable[[], datetime.datetime]) -> None:
         self._database = database
         self._keys = keys
         self._addresses = addresses
@@ -64,6 +65,10 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         self._failover = failover
         self._breakers = breakers
         self._usage = usage
+        # A user's limits as they apply, by user id; SetUserLimits clears it.
+        self._user_limits = user_limits
+        self._default_limits = default_limits
+        self._now = now
 
     @maps_errors(DOMAIN)
     async def CreateProvider(self, request, context):
@@ -169,6 +174,8 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         llm_id = service.required_id(request.llm_id, "llm_id")
         llm, provider = await self._model(llm_id)
         service.check_provider(llm, request.provider_id)
+        if request.user_id:
+            await self._admit(request.user_id)
         async with self._failover.reply(self._candidates(llm, provider), messages, deadline, budget) as answer:
             # A cancelled call may end while this generator is parked at a yield, where no
             # exception reaches it; the task's end still hangs up on the provider.
@@ -184,7 +191,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
             prompt, completion, estimated = service.token_counts(final.prompt_tokens, final.completion_tokens,
                                                                  messages, final.content)
             self._usage.record(service.Usage(
-                ended_at=utcnow(), user_id=request.user_id, chat_id=request.chat_id, llm_id=answer.llm.llm_id,
+                ended_at=self._now(), user_id=request.user_id, chat_id=request.chat_id, llm_id=answer.llm.llm_id,
                 provider_id=answer.provider.provider_id, prompt_tokens=prompt, completion_tokens=completion,
                 estimated=estimated, time_to_first_token_ms=round(((first_token or ended) - started) * 1000),
                 duration_ms=round((ended - started) * 1000), attempts=answer.attempts,
@@ -211,6 +218,42 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
             summaries=[pb.UsageSummary(**dataclasses.asdict(summary)) for summary in summaries],
             next_page_token="" if last_key is None else base64.urlsafe_b64encode(last_key.encode()).decode(),
         )
+
+    async def _admit(self, user_id: str) -> None:
+        """Refuses a generation over one of the user's limits, before any provider is called."""
+        applying = await self._user_limits.get(user_id, lambda: self._limits_of(user_id))
+        if not applying.any:
+            return
+        now = self._now()
+
+        def admit():
+            with self._database.writing() as connection:
+                store.admit_generation(connection, user_id, applying, now)
+
+        await self._in_thread(admit)
+
+    async def _limits_of(self, user_id: str) -> limits.Limits:
+        return (await self._read(store.get_user_limits, user_id)).over(self._default_limits)
+
+    @maps_errors(DOMAIN)
+    async def SetUserLimits(self, request, context):
+        own = limits.own_limits(request.user_id, _optional(request, "requests_per_minute"),
+                                _optional(request, "tokens_per_day"), _optional(request, "tokens_per_month"))
+        defaults = self._default_limits
+
+        def apply(session):
+            store.set_user_limits(session, request.user_id, own)
+            return pb.SetUserLimitsResponse(limits=_user_limits(request.user_id, own.over(defaults)))
+
+        try:
+            return await self._mutate(request.request_id, pb.SetUserLimitsResponse, apply)
+        finally:
+            self._user_limits.clear()
+
+    @maps_errors(DOMAIN)
+    async def GetUserLimits(self, request, context):
+        user_id = limits.user_id_of(request.user_id)
+        return pb.GetUserLimitsResponse(limits=_user_limits(user_id, await self._limits_of(user_id)))
 
     def _model(self, llm_id: str):
         return self._models.get(llm_id, lambda: self._read(store.get_llm, llm_id))
@@ -255,6 +298,10 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
                 loop.call_soon_threadsafe(self._models.clear)
 
         return await self._in_thread(write)
+
+
+def _user_limits(user_id: str, applying: limits.Limits) -> pb.UserLimits:
+    return pb.UserLimits(user_id=user_id, **dataclasses.asdict(applying))
 
 
 def _key_token(token: str) -> str | None:
@@ -310,8 +357,9 @@ class LlmUnitServer(AsyncServer):
     """The gRPC server plus what the unit owns: its database, the database threads, the HTTP session."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic,
-                 resolver: AbstractResolver | None = None) -> None:
-        """`resolver`: how provider names are looked up (default: aiohttp's; tests map names)."""
+                 resolver: AbstractResolver | None = None, now: Callable[[], datetime.datetime] = utcnow) -> None:
+        """`resolver`: how provider names are looked up (default: aiohttp's; tests map names); `now`:
+        the wall clock the users' limit windows are read from (tests move it)."""
         self.database = Database(settings.database_url, settings.database_schema)
         try:
             keys = keyring.for_unit(settings.key_encryption_keys, self.database.is_sqlite,
@@ -332,7 +380,9 @@ class LlmUnitServer(AsyncServer):
                             breakers, Gates())
         self._usage = UsageLedger(self._write_usage)
         servicer = LlmServicer(self.database, self._executor, self._providers, settings.generation_timeout_ms,
-                               models, keys, addresses, failover, breakers, self._usage)
+                               models, keys, addresses, failover, breakers, self._usage,
+                               ReadCache(settings.model_cache_ttl_ms / 1000, clock=clock),
+                               limits.Limits(*settings.default_user_limits), now)
         self._pruner = Pruner(self.database, store.RETENTION_RULES, settings.retention)
         try:
             super().__init__(lambda server: pb_grpc.add_LlmServiceServicer_to_server(servicer, server),
@@ -346,6 +396,7 @@ class LlmUnitServer(AsyncServer):
         def write():
             with self.database.writing() as connection:
                 store.insert_usage(connection, records)
+                store.add_tokens(connection, limits.token_totals(records))
 
         await asyncio.get_running_loop().run_in_executor(self._executor, write)
 

@@ -8,11 +8,13 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import orm
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.common.db import Database, as_utc, request_ledger, run_once, utcnow
 from services.common.errors import DomainError
 from services.common.retention import deleted_at_index, deleted_rule, ledger_rule
-from services.llm_unit import errors, service
+from services.llm_unit import errors, limits, service
 
 Response = TypeVar("Response")
 LIVE = sa.text("deleted_at IS NULL")
@@ -98,7 +100,31 @@ class UsageRow(Base):
     attempts: orm.Mapped[int] = orm.mapped_column(sa.Integer)
 
 
+class UserLimitsRow(Base):
+    """A user's own limits; NULL: the suite's default."""
+
+    __tablename__ = "user_limits"
+
+    user_id: orm.Mapped[str] = orm.mapped_column(sa.String(128), primary_key=True)
+    requests_per_minute: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
+    tokens_per_day: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
+    tokens_per_month: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
+    updated_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+
+
+class UsageCounterRow(Base):
+    """What a user has used in one window: generations in a minute, tokens in a day or a month."""
+
+    __tablename__ = "usage_counters"
+
+    user_id: orm.Mapped[str] = orm.mapped_column(sa.String(128), primary_key=True)
+    window: orm.Mapped[str] = orm.mapped_column(sa.String(8), primary_key=True)
+    window_start: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True), primary_key=True)
+    amount: orm.Mapped[int] = orm.mapped_column(sa.BigInteger)
+
+
 _LLMS, _PROVIDERS, _USAGE = LlmRow.__table__, ProviderRow.__table__, UsageRow.__table__
+_LIMITS, _COUNTERS = UserLimitsRow.__table__, UsageCounterRow.__table__
 # GenerateReply runs this once per generation: selecting columns rather than ORM
 # entities costs about half as much CPU (the GIL the event loop also needs).
 _LLM_WITH_PROVIDER = (
@@ -305,6 +331,66 @@ def usage_summaries(
         mean_time_to_first_token_ms=round(row.mean_time_to_first_token_ms), duration_ms=int(row.duration_ms),
     ) for row in rows[:limit]]
     return summaries, (summaries[-1].key if len(rows) > limit else None)
+
+
+# Limits.
+
+def set_user_limits(session: orm.Session, user_id: str, own: limits.OwnLimits) -> None:
+    row = session.get(UserLimitsRow, user_id)
+    if row is None:
+        row = UserLimitsRow(user_id=user_id)
+        session.add(row)
+    row.requests_per_minute, row.tokens_per_day, row.tokens_per_month = dataclasses.astuple(own)
+    row.updated_at = utcnow()
+    session.flush()
+
+
+def get_user_limits(connection: sa.Connection, user_id: str) -> limits.OwnLimits:
+    row = connection.execute(sa.select(_LIMITS.c.requests_per_minute, _LIMITS.c.tokens_per_day,
+                                       _LIMITS.c.tokens_per_month).where(_LIMITS.c.user_id == user_id)).first()
+    return limits.OwnLimits() if row is None else limits.OwnLimits(*row)
+
+
+def admit_generation(connection: sa.Connection, user_id: str, applying: limits.Limits,
+                     now: datetime.datetime) -> None:
+    """Raises the refusal of the first limit the user is over; else counts the generation in its
+    minute (when a rate applies). One transaction: the conditional increment is atomic, so
+    replicas admitting at once never let more through than the rate."""
+    for window, budget in ((limits.Window.DAY, applying.tokens_per_day),
+                           (limits.Window.MONTH, applying.tokens_per_month)):
+        if budget and _counter(connection, user_id, window, now) >= budget:
+            raise limits.refusal(user_id, window, budget, now)
+    rate = applying.requests_per_minute
+    if rate:
+        insert = _dialect_insert(connection)(_COUNTERS).values(
+            user_id=user_id, window=limits.Window.MINUTE.value,
+            window_start=limits.window_start(limits.Window.MINUTE, now), amount=1)
+        counted = connection.execute(insert.on_conflict_do_update(
+            index_elements=[_COUNTERS.c.user_id, _COUNTERS.c.window, _COUNTERS.c.window_start],
+            set_={"amount": _COUNTERS.c.amount + 1}, where=_COUNTERS.c.amount < rate,
+        ).returning(_COUNTERS.c.amount)).first()
+        if counted is None:
+            raise limits.refusal(user_id, limits.Window.MINUTE, rate, now)
+
+
+def add_tokens(connection: sa.Connection, totals: dict) -> None:
+    """Adds tokens to the (user, window, window start) counters of `totals` (limits.token_totals)."""
+    insert = _dialect_insert(connection)
+    for (user_id, window, start), tokens in sorted(totals.items(), key=lambda item: (item[0][0], item[0][1].value)):
+        statement = insert(_COUNTERS).values(user_id=user_id, window=window.value, window_start=start, amount=tokens)
+        connection.execute(statement.on_conflict_do_update(
+            index_elements=[_COUNTERS.c.user_id, _COUNTERS.c.window, _COUNTERS.c.window_start],
+            set_={"amount": _COUNTERS.c.amount + statement.excluded.amount}))
+
+
+def _counter(connection: sa.Connection, user_id: str, window: limits.Window, now: datetime.datetime) -> int:
+    return connection.execute(sa.select(_COUNTERS.c.amount).where(
+        _COUNTERS.c.user_id == user_id, _COUNTERS.c.window == window.value,
+        _COUNTERS.c.window_start == limits.window_start(window, now))).scalar() or 0
+
+
+def _dialect_insert(connection: sa.Connection):
+    return sqlite_insert if connection.dialect.name == "sqlite" else postgresql_insert
 
 
 # Helpers.

@@ -60,7 +60,7 @@ def status_of(error: BaseException) -> orchestrator_pb2.Status:
         info = error_info(error)
         if info is not None:
             return orchestrator_pb2.Status(code=error.code().value[0], message=error.details() or "",
-                                           reason=info.reason, domain=info.domain)
+                                           reason=info.reason, domain=info.domain, metadata=info.metadata)
         # No ErrorInfo: the call failed in transport (unit down, deadline) or the unit crashed.
         summary = _TRANSPORT_FAILURES.get(error.code(), "a call to a unit failed")
         details = f": {error.details()}" if error.details() else ""

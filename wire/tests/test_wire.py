@@ -73,6 +73,10 @@ LEGACY = {
                    pb.Instruction(usage_list=pb.UsageList(group_by=llm_pb2.USAGE_GROUPING_USER,
                                                           start_time=timestamp_pb2.Timestamp(seconds=1796083200),
                                                           page_size=10))),
+    "USER_LIMITS_SET": ({"user_id": U1, "requests_per_minute": 5, "tokens_per_month": 0},
+                        pb.Instruction(user_limits_set=pb.UserLimitsSet(user_id=U1, requests_per_minute=5,
+                                                                        tokens_per_month=0))),
+    "USER_LIMITS_GET": ({"user_id": U1}, pb.Instruction(user_limits_get=pb.UserLimitsGet(user_id=U1))),
 }
 
 # The fields each type cannot do without (USER_GET needs one of two, tested on its own).
@@ -86,12 +90,13 @@ REQUIRED = {
     "LLM_RESPONSE_REGENERATE": ["message_id"], "LLM_PROVIDER_ADD": ["name", "api_endpoint"],
     "LLM_PROVIDER_UPDATE": ["provider_id"], "LLM_PROVIDER_DELETE": ["provider_id"],
     "LLM_ADD": ["provider_id", "llm_name"], "LLM_UPDATE": ["llm_id"], "LLM_DELETE": ["llm_id"],
-    "LLM_LIST_BY_PROVIDER": ["provider_id"], "USAGE_LIST": ["group_by"],
+    "LLM_LIST_BY_PROVIDER": ["provider_id"], "USAGE_LIST": ["group_by"], "USER_LIMITS_SET": ["user_id"],
+    "USER_LIMITS_GET": ["user_id"],
 }
 
 
-def test_the_cases_cover_all_27_types():
-    assert len(JSON_TYPES) == 27  # the original's 26 and USAGE_LIST
+def test_the_cases_cover_all_29_types():
+    assert len(JSON_TYPES) == 29  # the original's 26, USAGE_LIST, USER_LIMITS_SET and USER_LIMITS_GET
     assert set(LEGACY) == set(JSON_TYPES)
 
 
@@ -207,6 +212,8 @@ MESSAGE_KEYS = {"message_id", "chat_id", "user_id", "llm_id", "content", "role",
 PROVIDER_KEYS = {"provider_id", "name", "api_endpoint", "created_at", "updated_at", "has_api_key", "kind"}
 LLM_KEYS = {"llm_id", "name", "provider_id", "created_at", "updated_at"}
 RECORD_KEYS = {"record_id", "user_id", "chat_id", "instruction", "created_at", "updated_at"}
+LIMITS = llm_pb2.UserLimits(user_id="u-1", requests_per_minute=5)
+LIMITS_KEYS = {"user_id", "requests_per_minute", "tokens_per_day", "tokens_per_month"}
 USAGE_KEYS = {"key", "generations", "prompt_tokens", "completion_tokens", "estimated_generations",
               "mean_time_to_first_token_ms", "duration_ms"}
 
@@ -259,6 +266,8 @@ REPLIES = {
     "LLM_LIST_BY_PROVIDER": ({"llms": pb.LlmPage(llms=[LLM])}, "LLMs listed.", {"llms": [LLM_KEYS]}),
     "USAGE_LIST": ({"usage": pb.UsagePage(summaries=[llm_pb2.UsageSummary(key="u-1", generations=2)])},
                    "Usage listed.", {"usage": [USAGE_KEYS], "next_page_token": None}),
+    "USER_LIMITS_SET": ({"user_limits": LIMITS}, "User limits set.", {"user_limits": LIMITS_KEYS}),
+    "USER_LIMITS_GET": ({"user_limits": LIMITS}, "User limits found.", {"user_limits": LIMITS_KEYS}),
 }
 
 
@@ -276,7 +285,7 @@ def _shape(value):
     return value
 
 
-def test_the_replies_cover_all_27_types():
+def test_the_replies_cover_all_29_types():
     assert set(REPLIES) == set(JSON_TYPES)
 
 

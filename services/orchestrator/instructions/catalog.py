@@ -78,6 +78,8 @@ CATALOG: dict[str, Entry] = {
     "llm_list": Entry(llms.llm_list),
     "llm_list_by_provider": Entry(llms.llm_list_by_provider),
     "usage_list": Entry(llms.usage_list),
+    "user_limits_set": Entry(llms.user_limits_set, user_field="user_id"),
+    "user_limits_get": Entry(llms.user_limits_get, user_field="user_id", recorded=False),
 }
 
 

@@ -79,3 +79,18 @@ async def usage_list(run: Run, request: orchestrator_pb2.UsageList) -> Payload:
         group_by=request.group_by, page_size=request.page_size, page_token=request.page_token, **fields))
     return {"usage": orchestrator_pb2.UsagePage(summaries=response.summaries,
                                                 next_page_token=response.next_page_token)}
+
+
+async def user_limits_set(run: Run, request: orchestrator_pb2.UserLimitsSet) -> Payload:
+    await run.units.users.live_user(require(request.user_id, "user_id"))  # limits are for users that exist
+    response = await run.units.models.SetUserLimits(llm_pb2.SetUserLimitsRequest(
+        request_id=run.request_id("set-user-limits"), user_id=request.user_id,
+        **present(request, "requests_per_minute", "tokens_per_day", "tokens_per_month"),
+    ))
+    return {"user_limits": response.limits}
+
+
+async def user_limits_get(run: Run, request: orchestrator_pb2.UserLimitsGet) -> Payload:
+    await run.units.users.live_user(require(request.user_id, "user_id"))
+    response = await run.units.models.GetUserLimits(llm_pb2.GetUserLimitsRequest(user_id=request.user_id))
+    return {"user_limits": response.limits}

@@ -38,6 +38,8 @@ CASES = {
     "LLM_LIST": ({}, "", []),
     "LLM_LIST_BY_PROVIDER": ({"provider_id": "p1"}, "", []),
     "USAGE_LIST": ({"group_by": "provider"}, "", []),
+    "USER_LIMITS_SET": ({"user_id": "u1", "tokens_per_day": 100}, "", ["u1"]),
+    "USER_LIMITS_GET": ({"user_id": "u1"}, "", ["u1"]),
 }
 
 

@@ -46,6 +46,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "LLM_DELETE": ("llm_id",),
     "LLM_LIST_BY_PROVIDER": ("provider_id",),
     "USAGE_LIST": ("group_by",),
+    "USER_LIMITS_SET": ("user_id",),
+    "USER_LIMITS_GET": ("user_id",),
 }
 
 # Types that need at least one of several fields (USER_GET: by id or by username).

@@ -43,6 +43,8 @@ SUCCESS_MESSAGES = {
     "LLM_LIST": "LLMs listed.",
     "LLM_LIST_BY_PROVIDER": "LLMs listed.",
     "USAGE_LIST": "Usage listed.",
+    "USER_LIMITS_SET": "User limits set.",
+    "USER_LIMITS_GET": "User limits found.",
 }
 
 # Types whose legacy reply data is {} whatever the typed result carries.
@@ -95,6 +97,9 @@ def _data(result: orchestrator_pb2.Result, json_type: str) -> dict:
         return {"llms": [llm_json(llm) for llm in value.llms]}
     if payload == "llm_response":
         return {"llm_response": message_json(value.message)}
+    if payload == "user_limits":
+        return {"user_limits": {"user_id": value.user_id, "requests_per_minute": value.requests_per_minute,
+                                "tokens_per_day": value.tokens_per_day, "tokens_per_month": value.tokens_per_month}}
     if payload == "usage":
         return {"usage": [usage_json(summary) for summary in value.summaries],
                 "next_page_token": value.next_page_token or None}
