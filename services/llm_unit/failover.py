@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from services.common.errors import DomainError
 from services.llm_unit import errors, service
 from services.llm_unit.providers import Final, ProviderClient, Reply
-from services.llm_unit.traffic import Admission, Breakers, Gates
+from services.llm_unit.traffic import Admission, Breakers, Gate, Gates
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,9 @@ class Answer:
     are the model that answered and its provider; `attempts` the requests it took."""
 
     def __init__(self, reply: Reply, first: list[str], llm: service.Llm, provider: service.Provider,
-                 attempts: int) -> None:
+                 attempts: int, slot: "_Slot") -> None:
         self._reply = reply
+        self._slot = slot
         self._first: list[str] | None = first
         self.llm = llm
         self.provider = provider
@@ -76,7 +77,21 @@ class Answer:
         return self._reply.final()
 
     def abort(self, *ignored: object) -> None:
+        """For a task done-callback: hang up if the reply is still open, and free its gate slot."""
         self._reply.abort(*ignored)
+        self._slot.release()
+
+
+class _Slot:
+    """A slot of a provider's gate (or none), released once, whoever releases it first."""
+
+    def __init__(self, gate: Gate | None) -> None:
+        self._gate = gate
+
+    def release(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.release()
 
 
 class Failover:
@@ -106,7 +121,7 @@ class Failover:
                 probe = admission is Admission.PROBE
                 attempts += 1
                 try:
-                    stack, reply, first = await self._begin(llm, provider, messages, deadline, budget)
+                    stack, reply, first, slot = await self._begin(llm, provider, messages, deadline, budget)
                 except DomainError as error:
                     last, unhealthy = error, error.reason if error.reason in UNHEALTHY else ""
                     tries.append((llm.name, provider.name, error.reason))
@@ -133,7 +148,7 @@ class Failover:
                     raise
                 self._breakers.succeeded(provider.provider_id)
                 async with stack:
-                    yield Answer(reply, first, llm, provider, attempts)
+                    yield Answer(reply, first, llm, provider, attempts, slot)
                 return
             self._count(provider, unhealthy)
         assert last is not None, "a generation has at least one candidate"
@@ -141,22 +156,24 @@ class Failover:
 
 
     async def _begin(self, llm: service.Llm, provider: service.Provider, messages: Sequence[service.Message],
-                     deadline: float, budget: float) -> tuple[contextlib.AsyncExitStack, Reply, list[str]]:
+                     deadline: float, budget: float) -> tuple[contextlib.AsyncExitStack, Reply, list[str], _Slot]:
         """One try: a slot of the provider's gate, the request, and the reply's first text. The stack
         holds what to close (the reply, then the slot) once the answer is over; on a failure it is
         closed here."""
         stack = contextlib.AsyncExitStack()
+        slot = _Slot(None)
         try:
             gate = self._gates.for_provider(provider)
             if gate is not None:
                 await gate.acquire(provider, deadline, budget)
-                stack.callback(gate.release)
+                slot = _Slot(gate)
+                stack.callback(slot.release)
             reply = await stack.enter_async_context(self._client.reply(provider, llm.name, messages, deadline, budget))
             first = await _first_deltas(reply)
         except BaseException as error:
             await stack.__aexit__(type(error), error, error.__traceback__)
             raise
-        return stack, reply, first
+        return stack, reply, first, slot
 
     def _count(self, provider: service.Provider, unhealthy: str) -> None:
         """A model whose tries all failed counts once against its provider's breaker (when the

@@ -266,3 +266,20 @@ async def test_a_generation_counts_once_against_the_breaker_however_many_tries_i
                                              ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)])
 def test_retry_after_is_read_as_seconds_or_an_http_date(header, seconds):
     assert retry_after(header) == seconds
+
+
+async def test_a_cancelled_generation_frees_its_slot_for_the_next(fast_unit, provider_server):
+    provider = (await fast_unit.stub.CreateProvider(pb.CreateProviderRequest(
+        name="bounded", api_endpoint=provider_server.openai_url, max_in_flight=1, max_waiting=0))).provider
+    slow = await add_llm(fast_unit.stub, provider.provider_id, "slow@tokens=50,interval_ms=100")
+    quick = await add_llm(fast_unit.stub, provider.provider_id, "quick")
+    call = fast_unit.stub.GenerateReply(pb.GenerateReplyRequest(llm_id=slow.llm_id, messages=[
+        pb.ConversationMessage(role="user", content="hi")]))
+    await call.read()  # the first token: the slot is held
+    await expect_error(generate(fast_unit.stub, quick.llm_id), grpc.StatusCode.RESOURCE_EXHAUSTED, "PROVIDER_BUSY")
+
+    call.cancel()
+    await asyncio.sleep(0.2)
+
+    _, final = await generate(fast_unit.stub, quick.llm_id)
+    assert final.content
