@@ -52,7 +52,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
     def __init__(self, database: Database, executor: ThreadPoolExecutor, providers: ProviderClient,
                  generation_timeout_ms: int, models: ReadCache[tuple[service.Llm, service.Provider]],
                  keys: keyring.Keyring, addresses: Policy, failover: Failover, breakers: Breakers,
-                 usage: UsageLedger, user_limits: ReadCache[limits.Limits], default_limits: limits.Limits,
+                 usage: UsageLedger, user_limits: ReadCache[limits.Limits | bool], default_limits: limits.Limits,
                  now: Callable[[], datetime.datetime]) -> None:
         self._database = database
         self._keys = keys
@@ -65,7 +65,8 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         self._failover = failover
         self._breakers = breakers
         self._usage = usage
-        # A user's limits as they apply, by user id; SetUserLimits clears it.
+        # A user's limits as they apply, by user id, and under "" whether any user has limits of their
+        # own; SetUserLimits clears it.
         self._user_limits = user_limits
         self._default_limits = default_limits
         self._now = now
@@ -220,7 +221,11 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         )
 
     async def _admit(self, user_id: str) -> None:
-        """Refuses a generation over one of the user's limits, before any provider is called."""
+        """Refuses a generation over one of the user's limits, before any provider is called. With no
+        defaults and no user limited (one read per cache period for the replica), nothing is read
+        per user."""
+        if not self._default_limits.any and not await self._user_limits.get("", self._any_user_limits):
+            return
         applying = await self._user_limits.get(user_id, lambda: self._limits_of(user_id))
         if not applying.any:
             return
@@ -231,6 +236,9 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
                 store.admit_generation(connection, user_id, applying, now)
 
         await self._in_thread(admit)
+
+    async def _any_user_limits(self) -> bool:
+        return await self._read(store.any_user_limits)
 
     async def _limits_of(self, user_id: str) -> limits.Limits:
         return (await self._read(store.get_user_limits, user_id)).over(self._default_limits)

@@ -374,13 +374,23 @@ def admit_generation(connection: sa.Connection, user_id: str, applying: limits.L
 
 
 def add_tokens(connection: sa.Connection, totals: dict) -> None:
-    """Adds tokens to the (user, window, window start) counters of `totals` (limits.token_totals)."""
-    insert = _dialect_insert(connection)
-    for (user_id, window, start), tokens in sorted(totals.items(), key=lambda item: (item[0][0], item[0][1].value)):
-        statement = insert(_COUNTERS).values(user_id=user_id, window=window.value, window_start=start, amount=tokens)
-        connection.execute(statement.on_conflict_do_update(
-            index_elements=[_COUNTERS.c.user_id, _COUNTERS.c.window, _COUNTERS.c.window_start],
-            set_={"amount": _COUNTERS.c.amount + statement.excluded.amount}))
+    """Adds tokens to the (user, window, window start) counters of `totals` (limits.token_totals), in
+    one statement executed for all (in key order, so concurrent writers lock rows in the same order)."""
+    if not totals:
+        return
+    statement = _dialect_insert(connection)(_COUNTERS)
+    statement = statement.on_conflict_do_update(
+        index_elements=[_COUNTERS.c.user_id, _COUNTERS.c.window, _COUNTERS.c.window_start],
+        set_={"amount": _COUNTERS.c.amount + statement.excluded.amount})
+    connection.execute(statement, [
+        {"user_id": user_id, "window": window.value, "window_start": start, "amount": tokens}
+        for (user_id, window, start), tokens in sorted(totals.items(), key=lambda item: (item[0][0], item[0][1].value))
+    ])
+
+
+def any_user_limits(connection: sa.Connection) -> bool:
+    """Whether any user has limits of their own (else, with no defaults, no generation is limited)."""
+    return connection.execute(sa.select(_LIMITS.c.user_id).limit(1)).first() is not None
 
 
 def _counter(connection: sa.Connection, user_id: str, window: limits.Window, now: datetime.datetime) -> int:
