@@ -32,8 +32,14 @@ run: proto
 test: proto
 	$(PY) -m pytest
 
+# The API only grows: buf breaking (FILE rules, protos/buf.yaml) compares protos/ as it is with
+# protos/ at BREAKING_AGAINST, by default the previous commit (a git ref: `make lint BREAKING_AGAINST=main`).
+BREAKING_AGAINST ?= HEAD~1
+BUF := npx --yes @bufbuild/buf@1.75.0
+
 lint: proto
-	cd protos && npx --yes @bufbuild/buf@1.75.0 lint
+	cd protos && $(BUF) lint
+	cd protos && $(BUF) breaking --against "$$(git rev-parse --show-toplevel)/.git#ref=$(BREAKING_AGAINST),subdir=protos"
 
 bench: proto
 	$(PY) -m bench

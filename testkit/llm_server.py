@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import signal
 from collections import deque
@@ -48,6 +49,8 @@ class LlmServer:
         self._runner: web.AppRunner | None = None
         self._handlers: set[asyncio.Task] = set()
         self._stopping = False
+        # Requests seen per model name, for fail_first.
+        self._seen: dict[str, int] = {}
 
     @property
     def port(self) -> int:
@@ -148,6 +151,11 @@ class LlmServer:
             options = resolve(self.defaults, request.query, model)
         except OptionError as exc:
             return faults.error_response(wire, 400, f"testkit: {exc}")
+        wire.report_usage = options.usage == "on"
+        if options.fail is not None and options.fail_first is not None:
+            self._seen[model] = seen = self._seen.get(model, 0) + 1
+            if seen > options.fail_first:
+                options = dataclasses.replace(options, fail=None)
 
         if options.require_key is not None and authorization != f"Bearer {options.require_key}":
             return faults.error_response(wire, 401)
@@ -161,7 +169,10 @@ class LlmServer:
         if options.fail == "flood":
             await faults.flood(request, wire, stream)
         if options.fail in ("500", "429", "401"):
-            return faults.error_response(wire, int(options.fail))
+            response = faults.error_response(wire, int(options.fail))
+            if options.retry_after is not None:
+                response.headers["Retry-After"] = f"{options.retry_after:g}"
+            return response
 
         tokens = reply_tokens(options, messages)
         if options.fail == "garbage":
@@ -232,11 +243,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fail", help="refuse, stall, drip, 500, 429, 401, garbage, cut or flood")
     parser.add_argument("--drip-ms", type=float, help="pause between bytes with --fail drip")
     parser.add_argument("--require-key", help="answer 401 unless 'Authorization: Bearer KEY'")
+    parser.add_argument("--fail-first", type=int, help="with --fail: only the first N requests of each model fail")
+    parser.add_argument("--retry-after", type=float, help="with --fail 429 or 500: the Retry-After header, seconds")
+    parser.add_argument("--usage", choices=("on", "off"), help="off: replies report no token counts")
     return parser.parse_args(argv)
 
 
 async def _serve_until_signalled(args: argparse.Namespace) -> None:
-    names = ("latency_ms", "tokens", "interval_ms", "fail", "drip_ms", "require_key")
+    names = ("latency_ms", "tokens", "interval_ms", "fail", "drip_ms", "require_key", "fail_first", "retry_after", "usage")
     defaults = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     async with LlmServer(args.host, args.port, **defaults) as server:
         print(f"testkit LLM server on {server.base_url}", f"  OpenAI: {server.openai_url}",

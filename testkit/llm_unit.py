@@ -47,10 +47,11 @@ def settings_for(url: str, schema: str | None = None, **overrides) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def running_unit(settings: Settings, clock=time.monotonic, resolver=None):
+async def running_unit(settings: Settings, clock=time.monotonic, resolver=None, now=None):
     """The unit on a free port; `clock` is what its model cache reads the time from, `resolver`
-    how it looks up provider names (HostsResolver; default: the system's)."""
-    server = LlmUnitServer(settings, clock=clock, resolver=resolver)
+    how it looks up provider names (HostsResolver; default: the system's), `now` the wall clock of
+    its users' limit windows (default: the real one)."""
+    server = LlmUnitServer(settings, clock=clock, resolver=resolver, **({"now": now} if now else {}))
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:

@@ -27,11 +27,23 @@ class Options:
     fail: str | None = None
     drip_ms: float = 200.0
     require_key: str | None = None
+    # With `fail`: only the first N requests of this model name fail, later ones are answered.
+    fail_first: int | None = None
+    # With fail=429 or 500: the Retry-After header sent, in seconds.
+    retry_after: float | None = None
+    # "off": the reply reports no token counts (no OpenAI `usage`, no Ollama eval counts).
+    usage: str = "on"
 
     def __post_init__(self) -> None:
         for name in ("latency_ms", "interval_ms", "drip_ms"):
             if getattr(self, name) < 0:
                 raise OptionError(f"{name} must be >= 0")
+        if self.usage not in ("on", "off"):
+            raise OptionError(f"usage must be 'on' or 'off', not {self.usage!r}")
+        if self.fail_first is not None and self.fail_first < 0:
+            raise OptionError("fail_first must be >= 0")
+        if self.retry_after is not None and self.retry_after < 0:
+            raise OptionError("retry_after must be >= 0")
         if self.tokens is not None and self.tokens < 0:
             raise OptionError("tokens must be >= 0")
         if self.fail is not None and self.fail not in FAILURES:
@@ -48,6 +60,9 @@ _CONVERTERS = {
     "fail": str,
     "drip_ms": float,
     "require_key": str,
+    "fail_first": int,
+    "retry_after": float,
+    "usage": str,
 }
 OPTION_NAMES = tuple(_CONVERTERS)
 

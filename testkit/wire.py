@@ -30,6 +30,7 @@ class OpenAiWire:
         self.model = model
         options = request.get("stream_options")
         self._include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        self.report_usage = True  # False: no usage, in the stream or the body
         self._id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         self._created = int(time.time())
         head = {"id": self._id, "object": "chat.completion.chunk", "created": self._created, "model": model}
@@ -47,14 +48,14 @@ class OpenAiWire:
 
     def closing(self, prompt: int, completion: int) -> bytes:
         out = self._chunk(b"{}", b'"stop"')
-        if self._include_usage:
+        if self._include_usage and self.report_usage:
             head = {"id": self._id, "object": "chat.completion.chunk", "created": self._created,
                     "model": self.model, "choices": [], "usage": _usage(prompt, completion)}
             out += b"data: " + _dumps(head) + b"\n\n"
         return out + b"data: [DONE]\n\n"
 
     def body(self, text: str, prompt: int, completion: int) -> bytes:
-        return _dumps({
+        body = {
             "id": self._id,
             "object": "chat.completion",
             "created": self._created,
@@ -62,7 +63,10 @@ class OpenAiWire:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "finish_reason": "stop"}],
             "usage": _usage(prompt, completion),
-        })
+        }
+        if not self.report_usage:
+            del body["usage"]
+        return _dumps(body)
 
     def drip(self, stream: bool) -> tuple[bytes, bytes]:
         """A valid-looking head, then bytes to repeat for ever."""
@@ -93,6 +97,7 @@ class OllamaWire:
 
     def __init__(self, model: str, request: dict) -> None:
         self.model = model
+        self.report_usage = True  # False: no eval counts in the final object
         self._created_at = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
         head = _open_object({"model": model, "created_at": self._created_at})
         self._token_head = head + b',"message":{"role":"assistant","content":'
@@ -104,7 +109,7 @@ class OllamaWire:
         return self._token_head + _dumps(text) + b'},"done":false}\n'
 
     def _final(self, text: str, prompt: int, completion: int) -> dict:
-        return {
+        final = {
             "model": self.model,
             "created_at": self._created_at,
             "message": {"role": "assistant", "content": text},
@@ -114,6 +119,9 @@ class OllamaWire:
             "prompt_eval_count": prompt,
             "eval_count": completion,
         }
+        if not self.report_usage:
+            del final["prompt_eval_count"], final["eval_count"]
+        return final
 
     def closing(self, prompt: int, completion: int) -> bytes:
         return _dumps(self._final("", prompt, completion)) + b"\n"

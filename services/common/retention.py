@@ -34,6 +34,7 @@ PAUSE_SECONDS = 0.05
 
 LEDGER = "ledger"
 DELETED = "deleted"
+WINDOW = "window"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,8 @@ class Rule:
     key: str
     kind: str
     dependents: Sequence[tuple[str, str, str]] = ()  # (table, its column, the column of `table` it holds)
+    # Days kept whatever the settings say (kind WINDOW): rows still in use until then.
+    days: int = 0
 
 
 def deleted_at_index(table: str) -> sa.Index:
@@ -60,6 +63,12 @@ def deleted_at_index(table: str) -> sa.Index:
 
 def ledger_rule(table: str = "processed_requests", key: str = "request_id") -> Rule:
     return Rule(table, "created_at", key, LEDGER)
+
+
+def window_rule(table: str, start_column: str, days: int) -> Rule:
+    """Rows of windows that started over `days` ago (counters of a rate or a budget): past use.
+    The key is the start itself: every row of an old start is old."""
+    return Rule(table, start_column, start_column, WINDOW, days=days)
 
 
 def deleted_rule(table: str, key: str = "seq", dependents: Sequence[tuple[str, str, str]] = ()) -> Rule:
@@ -102,7 +111,7 @@ class Pruner:
         now = now or utcnow()
         deleted: dict[str, int] = {}
         for rule in self._rules:
-            days = self._retention.ledger_days if rule.kind == LEDGER else self._retention.deleted_days
+            days = rule.days or (self._retention.ledger_days if rule.kind == LEDGER else self._retention.deleted_days)
             if not days:
                 continue
             count = self._prune_rule(rule, now - datetime.timedelta(days=days))

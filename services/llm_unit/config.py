@@ -20,6 +20,16 @@ DEFAULT_MODEL_CACHE_TTL_MS = 2_000
 # message, which carries the whole reply at the end.
 DEFAULT_MAX_REPLY_BYTES = limits.MAX_MESSAGE_BYTES
 MAX_REPLY_BYTES = (1024, limits.MAX_MESSAGE_BYTES)
+# Retries of a generation on the same model before its first token (then its fallbacks), and the
+# first back-off (doubling per retry, at most 8 s; a provider's Retry-After wins when longer).
+DEFAULT_RETRIES = 2
+DEFAULT_RETRY_BACKOFF_MS = 250
+# Failures in a row that open a provider's breaker (0: never), and how long it stays open before
+# one generation probes it. LiteLLM's router cools a deployment down the same way.
+DEFAULT_BREAKER_FAILURES = 5
+DEFAULT_BREAKER_COOLDOWN_MS = 30_000
+# The limits of users who have none of their own (0: none); see limits.py.
+DEFAULT_USER_LIMITS = (0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,12 @@ class Settings(UnitSettings):
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
     # Fernet keys; the first seals, all open (keyring.py). None given: see keyring.for_unit.
     key_encryption_keys: tuple[str, ...] = field(default=(), repr=False)
+    retries: int = DEFAULT_RETRIES
+    retry_backoff_ms: int = DEFAULT_RETRY_BACKOFF_MS
+    breaker_failures: int = DEFAULT_BREAKER_FAILURES
+    breaker_cooldown_ms: int = DEFAULT_BREAKER_COOLDOWN_MS
+    # Requests per minute, tokens per day, tokens per month of a user without limits of their own.
+    default_user_limits: tuple[int, int, int] = DEFAULT_USER_LIMITS
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -49,4 +65,13 @@ class Settings(UnitSettings):
                                            minimum=MAX_REPLY_BYTES[0], maximum=MAX_REPLY_BYTES[1]),
             allow_private_endpoints=config.choice("LLM_UNIT_ALLOW_PRIVATE_ENDPOINTS", "true", ("true", "false")) == "true",
             key_encryption_keys=keyring.parse_keys(config.optional("LLM_UNIT_KEY_ENCRYPTION_KEY", "")),
+            retries=config.integer("LLM_UNIT_RETRIES", DEFAULT_RETRIES, minimum=0, maximum=10),
+            retry_backoff_ms=config.milliseconds("LLM_UNIT_RETRY_BACKOFF_MS", DEFAULT_RETRY_BACKOFF_MS),
+            breaker_failures=config.integer("LLM_UNIT_BREAKER_FAILURES", DEFAULT_BREAKER_FAILURES, minimum=0),
+            breaker_cooldown_ms=config.milliseconds("LLM_UNIT_BREAKER_COOLDOWN_MS", DEFAULT_BREAKER_COOLDOWN_MS),
+            default_user_limits=(
+                config.integer("LLM_UNIT_DEFAULT_REQUESTS_PER_MINUTE", 0, minimum=0, maximum=1_000_000),
+                config.integer("LLM_UNIT_DEFAULT_TOKENS_PER_DAY", 0, minimum=0, maximum=2_000_000_000),
+                config.integer("LLM_UNIT_DEFAULT_TOKENS_PER_MONTH", 0, minimum=0, maximum=2_000_000_000),
+            ),
         )

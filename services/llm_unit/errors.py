@@ -9,6 +9,7 @@ import http
 from services.common.errors import (
     AlreadyExists,
     DeadlineExceeded,
+    DomainError,
     FailedPrecondition,
     Internal,
     InvalidArgument,
@@ -140,3 +141,38 @@ def _http(status: int, code: str) -> str:
     except ValueError:
         phrase = ""
     return f"HTTP {status}{phrase}" + (f": {code}" if code else "")
+
+
+# Failures of the unit's own guards around a provider (failover.py, traffic.py).
+
+def provider_busy(provider: str, in_flight: int, waiting: int) -> ResourceExhausted:
+    return ResourceExhausted(
+        f"provider {provider!r} has {in_flight:,} generations in flight and {waiting:,} waiting, its limits "
+        "(max_in_flight, max_waiting); try again later", reason="PROVIDER_BUSY",
+    )
+
+
+def provider_circuit_open(provider: str, failures: int, last_reason: str, seconds_left: float) -> Unavailable:
+    return Unavailable(
+        f"provider {provider!r} is skipped after {failures} failures in a row (the last: {last_reason}); the next "
+        f"try goes in {seconds_left:.1f} s", reason="PROVIDER_CIRCUIT_OPEN", retryDelaySeconds=f"{seconds_left:.3f}",
+    )
+
+
+def with_earlier_failures(last: DomainError, tries: list[tuple[str, str, str]]) -> DomainError:
+    """The last failure of a generation that tried more than once (same code and reason), its message
+    saying what was tried: `tries` holds (model, provider, reason) of every try, the last included."""
+    if len(tries) <= 1:
+        return last
+    models = list(dict.fromkeys((model, provider) for model, provider, _ in tries))
+    if len(models) == 1:
+        summary = f"{len(tries)} tries"
+    else:
+        counts = [sum(1 for t in tries if t[:2] == key) for key in models]
+        summary = "tried " + ", ".join(f"{model!r} at {provider!r} {_times(n)}"
+                                       for (model, provider), n in zip(models, counts))
+    return type(last)(f"{last.message} ({summary})", reason=last.reason, **last.metadata)
+
+
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"

@@ -10,6 +10,8 @@ exchange because the reply is an async iterator: a timeout scope that spans a
 import asyncio
 import contextlib
 import dataclasses
+import datetime
+import email.utils
 import logging
 from collections.abc import AsyncIterator, Sequence
 
@@ -122,7 +124,9 @@ class Reply:
         status = self._response.status
         if not 200 <= status < 300:
             body = await self._error_body()
-            raise self._failed(_status_error(provider.name, status, protocols.error_code(body)), status)
+            failure = _status_error(provider.name, status, protocols.error_code(body))
+            failure.retry_after = retry_after(self._response.headers.get("Retry-After"))  # failover.py reads it
+            raise self._failed(failure, status)
         content_type = self._response.content_type
         if provider.kind is service.Kind.OPENAI:
             if content_type == "application/json":
@@ -249,6 +253,25 @@ def _status_error(provider: str, status: int, code: str) -> DomainError:
     if 400 <= status < 500:
         return errors.provider_rejected_request(provider, status, code)
     return errors.provider_bad_response(provider, f"HTTP {status} (redirects are not followed)")
+
+
+def retry_after(value: str | None) -> float | None:
+    """A Retry-After header in seconds: delay-seconds or an HTTP date (RFC 9110 10.2.3); None when
+    absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
 
 
 def _describe(error: BaseException) -> str:

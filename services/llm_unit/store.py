@@ -1,5 +1,6 @@
 """The LLM unit's tables and queries; the only module that imports SQLAlchemy. Functions never commit."""
 
+import dataclasses
 import datetime
 import uuid
 from collections.abc import Callable
@@ -7,11 +8,13 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import orm
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.common.db import Database, as_utc, request_ledger, run_once, utcnow
 from services.common.errors import DomainError
-from services.common.retention import deleted_at_index, deleted_rule, ledger_rule
-from services.llm_unit import errors, service
+from services.common.retention import deleted_at_index, deleted_rule, ledger_rule, window_rule
+from services.llm_unit import errors, limits, service
 
 Response = TypeVar("Response")
 LIVE = sa.text("deleted_at IS NULL")
@@ -29,6 +32,9 @@ RETENTION_RULES = (
     ledger_rule(),
     deleted_rule("llms"),
     deleted_rule("providers", dependents=[("llms", "provider_id", "id")]),
+    # A month's counter is in use for up to 31 days after its start; usage records are kept (they
+    # are the usage report).
+    window_rule("usage_counters", "window_start", days=62),
 )
 
 
@@ -47,6 +53,9 @@ class ProviderRow(Base):
     kind: orm.Mapped[str] = orm.mapped_column(sa.String(16))
     # A Fernet token (services/llm_unit/keyring.py), never the key itself.
     sealed_api_key: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    # Generations at once per llm_unit replica (0: no limit), and how many may wait for a slot.
+    max_in_flight: orm.Mapped[int] = orm.mapped_column(sa.Integer, server_default="0")
+    max_waiting: orm.Mapped[int] = orm.mapped_column(sa.Integer, server_default="100")
     created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
     updated_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
     deleted_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
@@ -67,12 +76,58 @@ class LlmRow(Base):
     name: orm.Mapped[str] = orm.mapped_column(sa.String(200))
     context_max_messages: orm.Mapped[int] = orm.mapped_column(sa.Integer)
     context_max_chars: orm.Mapped[int] = orm.mapped_column(sa.Integer)
+    # Ids of the models tried, in order, when this one's provider fails before the first token.
+    fallback_llm_ids: orm.Mapped[list] = orm.mapped_column(sa.JSON, server_default="[]")
     created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
     updated_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
     deleted_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
 
 
-_LLMS, _PROVIDERS = LlmRow.__table__, ProviderRow.__table__
+class UsageRow(Base):
+    """One generation that produced a reply (written in batches, usage.py)."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (sa.Index("ix_usage_records_ended_at", "ended_at"),)
+
+    seq: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    ended_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+    user_id: orm.Mapped[str] = orm.mapped_column(sa.String(128))
+    chat_id: orm.Mapped[str] = orm.mapped_column(sa.String(128))
+    llm_id: orm.Mapped[str] = orm.mapped_column(sa.String(36))
+    provider_id: orm.Mapped[str] = orm.mapped_column(sa.String(36))
+    prompt_tokens: orm.Mapped[int] = orm.mapped_column(sa.Integer)
+    completion_tokens: orm.Mapped[int] = orm.mapped_column(sa.Integer)
+    estimated: orm.Mapped[bool] = orm.mapped_column(sa.Boolean)
+    time_to_first_token_ms: orm.Mapped[int] = orm.mapped_column(sa.Integer)
+    duration_ms: orm.Mapped[int] = orm.mapped_column(sa.Integer)
+    attempts: orm.Mapped[int] = orm.mapped_column(sa.Integer)
+
+
+class UserLimitsRow(Base):
+    """A user's own limits; NULL: the suite's default."""
+
+    __tablename__ = "user_limits"
+
+    user_id: orm.Mapped[str] = orm.mapped_column(sa.String(128), primary_key=True)
+    requests_per_minute: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
+    tokens_per_day: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
+    tokens_per_month: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
+    updated_at: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+
+
+class UsageCounterRow(Base):
+    """What a user has used in one window: generations in a minute, tokens in a day or a month."""
+
+    __tablename__ = "usage_counters"
+
+    user_id: orm.Mapped[str] = orm.mapped_column(sa.String(128), primary_key=True)
+    window: orm.Mapped[str] = orm.mapped_column(sa.String(8), primary_key=True)
+    window_start: orm.Mapped[datetime.datetime] = orm.mapped_column(sa.DateTime(timezone=True), primary_key=True)
+    amount: orm.Mapped[int] = orm.mapped_column(sa.BigInteger)
+
+
+_LLMS, _PROVIDERS, _USAGE = LlmRow.__table__, ProviderRow.__table__, UsageRow.__table__
+_LIMITS, _COUNTERS = UserLimitsRow.__table__, UsageCounterRow.__table__
 # GenerateReply runs this once per generation: selecting columns rather than ORM
 # entities costs about half as much CPU (the GIL the event loop also needs).
 _LLM_WITH_PROVIDER = (
@@ -111,7 +166,8 @@ def create_provider(session: orm.Session, fields: service.NewProvider) -> servic
     _check_provider_name_free(session, fields.name)
     now = utcnow()
     row = ProviderRow(id=str(uuid.uuid4()), name=fields.name, api_endpoint=fields.api_endpoint,
-                      kind=fields.kind.value, sealed_api_key=fields.sealed_api_key, created_at=now, updated_at=now)
+                      kind=fields.kind.value, sealed_api_key=fields.sealed_api_key, max_in_flight=fields.max_in_flight,
+                      max_waiting=fields.max_waiting, created_at=now, updated_at=now)
     session.add(row)
     session.flush()
     return _provider(row)
@@ -129,6 +185,10 @@ def update_provider(session: orm.Session, provider_id: str, changes: service.Pro
         row.kind = changes.kind.value
     if changes.replace_api_key:
         row.sealed_api_key = changes.sealed_api_key
+    if changes.max_in_flight is not None:
+        row.max_in_flight = changes.max_in_flight
+    if changes.max_waiting is not None:
+        row.max_waiting = changes.max_waiting
     if session.is_modified(row):
         row.updated_at = utcnow()
     session.flush()
@@ -189,9 +249,11 @@ def create_llm(session: orm.Session, provider_id: str, fields: service.NewLlm) -
     provider = _live_provider(session, provider_id, lock=True)
     _check_llm_name_free(session, provider.id, fields.name)
     now = utcnow()
-    row = LlmRow(id=str(uuid.uuid4()), provider_id=provider.id, name=fields.name,
+    llm_id = str(uuid.uuid4())
+    _check_fallbacks_live(session, llm_id, fields.fallback_llm_ids)
+    row = LlmRow(id=llm_id, provider_id=provider.id, name=fields.name,
                  context_max_messages=fields.context_max_messages, context_max_chars=fields.context_max_chars,
-                 created_at=now, updated_at=now)
+                 fallback_llm_ids=list(fields.fallback_llm_ids), created_at=now, updated_at=now)
     session.add(row)
     session.flush()
     return _llm(row)
@@ -206,6 +268,9 @@ def update_llm(session: orm.Session, llm_id: str, changes: service.LlmChanges) -
         row.context_max_messages = changes.context_max_messages
     if changes.context_max_chars is not None:
         row.context_max_chars = changes.context_max_chars
+    if changes.fallback_llm_ids is not None and list(changes.fallback_llm_ids) != list(row.fallback_llm_ids or []):
+        _check_fallbacks_live(session, row.id, changes.fallback_llm_ids)
+        row.fallback_llm_ids = list(changes.fallback_llm_ids)
     if session.is_modified(row):
         row.updated_at = utcnow()
     session.flush()
@@ -235,6 +300,112 @@ def list_llms(
     return [_llm(row) for row in rows], next_position
 
 
+# Usage.
+
+def insert_usage(connection: sa.Connection, records: list[service.Usage]) -> None:
+    connection.execute(sa.insert(_USAGE), [dataclasses.asdict(record) for record in records])
+
+
+def usage_summaries(
+    connection: sa.Connection, grouping: service.Grouping, start: datetime.datetime | None,
+    end: datetime.datetime | None, after: str | None, limit: int,
+) -> tuple[list[service.UsageSummary], str | None]:
+    """Sums per key of `grouping`, ordered by key, from the key after `after`; and the last key when
+    a next page exists."""
+    key = _USAGE.c[grouping.value]
+    query = sa.select(
+        key.label("key"), sa.func.count().label("generations"),
+        sa.func.sum(_USAGE.c.prompt_tokens).label("prompt_tokens"),
+        sa.func.sum(_USAGE.c.completion_tokens).label("completion_tokens"),
+        sa.func.sum(sa.case((_USAGE.c.estimated, 1), else_=0)).label("estimated_generations"),
+        sa.func.avg(_USAGE.c.time_to_first_token_ms).label("mean_time_to_first_token_ms"),
+        sa.func.sum(_USAGE.c.duration_ms).label("duration_ms"),
+    ).group_by(key).order_by(key).limit(limit + 1)
+    if start is not None:
+        query = query.where(_USAGE.c.ended_at >= start)
+    if end is not None:
+        query = query.where(_USAGE.c.ended_at < end)
+    if after is not None:
+        query = query.where(key > after)
+    rows = connection.execute(query).all()
+    summaries = [service.UsageSummary(
+        key=row.key, generations=row.generations, prompt_tokens=int(row.prompt_tokens),
+        completion_tokens=int(row.completion_tokens), estimated_generations=int(row.estimated_generations),
+        mean_time_to_first_token_ms=round(row.mean_time_to_first_token_ms), duration_ms=int(row.duration_ms),
+    ) for row in rows[:limit]]
+    return summaries, (summaries[-1].key if len(rows) > limit else None)
+
+
+# Limits.
+
+def set_user_limits(session: orm.Session, user_id: str, own: limits.OwnLimits) -> None:
+    row = session.get(UserLimitsRow, user_id)
+    if row is None:
+        row = UserLimitsRow(user_id=user_id)
+        session.add(row)
+    row.requests_per_minute, row.tokens_per_day, row.tokens_per_month = dataclasses.astuple(own)
+    row.updated_at = utcnow()
+    session.flush()
+
+
+def get_user_limits(connection: sa.Connection, user_id: str) -> limits.OwnLimits:
+    row = connection.execute(sa.select(_LIMITS.c.requests_per_minute, _LIMITS.c.tokens_per_day,
+                                       _LIMITS.c.tokens_per_month).where(_LIMITS.c.user_id == user_id)).first()
+    return limits.OwnLimits() if row is None else limits.OwnLimits(*row)
+
+
+def admit_generation(connection: sa.Connection, user_id: str, applying: limits.Limits,
+                     now: datetime.datetime) -> None:
+    """Raises the refusal of the first limit the user is over; else counts the generation in its
+    minute (when a rate applies). One transaction: the conditional increment is atomic, so
+    replicas admitting at once never let more through than the rate."""
+    for window, budget in ((limits.Window.DAY, applying.tokens_per_day),
+                           (limits.Window.MONTH, applying.tokens_per_month)):
+        if budget and _counter(connection, user_id, window, now) >= budget:
+            raise limits.refusal(user_id, window, budget, now)
+    rate = applying.requests_per_minute
+    if rate:
+        insert = _dialect_insert(connection)(_COUNTERS).values(
+            user_id=user_id, window=limits.Window.MINUTE.value,
+            window_start=limits.window_start(limits.Window.MINUTE, now), amount=1)
+        counted = connection.execute(insert.on_conflict_do_update(
+            index_elements=[_COUNTERS.c.user_id, _COUNTERS.c.window, _COUNTERS.c.window_start],
+            set_={"amount": _COUNTERS.c.amount + 1}, where=_COUNTERS.c.amount < rate,
+        ).returning(_COUNTERS.c.amount)).first()
+        if counted is None:
+            raise limits.refusal(user_id, limits.Window.MINUTE, rate, now)
+
+
+def add_tokens(connection: sa.Connection, totals: dict) -> None:
+    """Adds tokens to the (user, window, window start) counters of `totals` (limits.token_totals), in
+    one statement executed for all (in key order, so concurrent writers lock rows in the same order)."""
+    if not totals:
+        return
+    statement = _dialect_insert(connection)(_COUNTERS)
+    statement = statement.on_conflict_do_update(
+        index_elements=[_COUNTERS.c.user_id, _COUNTERS.c.window, _COUNTERS.c.window_start],
+        set_={"amount": _COUNTERS.c.amount + statement.excluded.amount})
+    connection.execute(statement, [
+        {"user_id": user_id, "window": window.value, "window_start": start, "amount": tokens}
+        for (user_id, window, start), tokens in sorted(totals.items(), key=lambda item: (item[0][0], item[0][1].value))
+    ])
+
+
+def any_user_limits(connection: sa.Connection) -> bool:
+    """Whether any user has limits of their own (else, with no defaults, no generation is limited)."""
+    return connection.execute(sa.select(_LIMITS.c.user_id).limit(1)).first() is not None
+
+
+def _counter(connection: sa.Connection, user_id: str, window: limits.Window, now: datetime.datetime) -> int:
+    return connection.execute(sa.select(_COUNTERS.c.amount).where(
+        _COUNTERS.c.user_id == user_id, _COUNTERS.c.window == window.value,
+        _COUNTERS.c.window_start == limits.window_start(window, now))).scalar() or 0
+
+
+def _dialect_insert(connection: sa.Connection):
+    return sqlite_insert if connection.dialect.name == "sqlite" else postgresql_insert
+
+
 # Helpers.
 
 def _page(connection: sa.Connection, query: sa.Select, seq: sa.Column, after: int | None, limit: int):
@@ -262,6 +433,18 @@ def _live_llm(session: orm.Session, llm_id: str) -> LlmRow:
     if row is None:
         raise errors.llm_not_found(llm_id)
     return row
+
+
+def _check_fallbacks_live(session: orm.Session, llm_id: str, fallback_llm_ids: tuple[str, ...]) -> None:
+    """Each fallback is a live model other than the model itself. One deleted later is skipped when
+    generating, not removed from the list."""
+    service.check_fallbacks(llm_id, fallback_llm_ids)
+    if not fallback_llm_ids:
+        return
+    live = set(session.scalars(sa.select(LlmRow.id).where(LlmRow.id.in_(fallback_llm_ids), LlmRow.deleted_at.is_(None))))
+    for fallback_id in fallback_llm_ids:
+        if fallback_id not in live:
+            raise errors.llm_not_found(fallback_id)
 
 
 def _check_provider_name_free(session: orm.Session, name: str) -> None:
@@ -295,10 +478,12 @@ class _Prefixed:
 def _provider(row: ProviderRow | _Prefixed) -> service.Provider:
     return service.Provider(provider_id=row.id, name=row.name, api_endpoint=row.api_endpoint,
                             kind=service.Kind(row.kind), sealed_api_key=row.sealed_api_key,
-                            created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))
+                            created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at),
+                            max_in_flight=row.max_in_flight, max_waiting=row.max_waiting)
 
 
 def _llm(row: LlmRow | _Prefixed) -> service.Llm:
     return service.Llm(llm_id=row.id, name=row.name, provider_id=row.provider_id,
                        context_max_messages=row.context_max_messages, context_max_chars=row.context_max_chars,
-                       created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))
+                       created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at),
+                       fallback_llm_ids=tuple(row.fallback_llm_ids or ()))

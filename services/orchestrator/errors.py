@@ -22,9 +22,11 @@ _TRANSPORT_FAILURES = {
 
 
 # Reasons of failures that are outages, not answers: a unit (or its database) unreachable or stalled,
-# or the provider unreachable. An instruction failing with one of them before it streamed anything
-# goes back on the queue and runs again, for up to LLMCHATLINKER_OUTAGE_WAIT_MS.
-OUTAGE_REASONS = frozenset({"UNIT_UNAVAILABLE", "UNIT_DEADLINE_EXCEEDED", "DATABASE_UNAVAILABLE", "PROVIDER_UNREACHABLE"})
+# or the provider unreachable (after llm_unit's own retries and fallbacks, or skipped while its
+# breaker is open). An instruction failing with one of them before it streamed anything goes back
+# on the queue and runs again, for up to LLMCHATLINKER_OUTAGE_WAIT_MS.
+OUTAGE_REASONS = frozenset({"UNIT_UNAVAILABLE", "UNIT_DEADLINE_EXCEEDED", "DATABASE_UNAVAILABLE", "PROVIDER_UNREACHABLE",
+                            "PROVIDER_CIRCUIT_OPEN"})
 _OUTAGE_CODES = frozenset(code.value[0] for code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED))
 
 
@@ -58,7 +60,7 @@ def status_of(error: BaseException) -> orchestrator_pb2.Status:
         info = error_info(error)
         if info is not None:
             return orchestrator_pb2.Status(code=error.code().value[0], message=error.details() or "",
-                                           reason=info.reason, domain=info.domain)
+                                           reason=info.reason, domain=info.domain, metadata=info.metadata)
         # No ErrorInfo: the call failed in transport (unit down, deadline) or the unit crashed.
         summary = _TRANSPORT_FAILURES.get(error.code(), "a call to a unit failed")
         details = f": {error.details()}" if error.details() else ""

@@ -194,3 +194,23 @@ async def test_a_running_unit_prunes_by_itself(database_target):
         assert _count(database_target, "results") == 0
     finally:
         server.stop(grace=None)
+
+
+async def test_rate_and_budget_counters_go_once_their_window_is_long_past(database_target):
+    async with running("llm_unit", database_target):
+        database = Database(database_target.url, database_target.schema)
+        try:
+            with database.writing() as connection:
+                counters = sa.table("usage_counters", sa.column("user_id"), sa.column("window"),
+                                    sa.column("window_start", sa.DateTime(timezone=True)), sa.column("amount"))
+                connection.execute(sa.insert(counters), [
+                    {"user_id": "u", "window": "month", "window_start": utcnow() - 70 * DAY, "amount": 5},
+                    {"user_id": "u", "window": "month", "window_start": utcnow() - 20 * DAY, "amount": 7},
+                ])
+        finally:
+            database.dispose()
+
+        deleted = _pruner("llm_unit", database_target, ledger_days=1, deleted_days=1).prune()
+
+    assert deleted.get("usage_counters") == 1  # this month's counter stays, whatever the settings
+    assert _count(database_target, "usage_counters") == 1

@@ -210,6 +210,33 @@ async def test_error_statuses_have_openai_error_bodies(server, session, status):
 
 
 @pytest.mark.asyncio
+async def test_fail_first_fails_only_the_first_requests_of_each_model_name(server, session):
+    statuses = []
+    for model in ["m@fail=500,fail_first=2"] * 3 + ["n@fail=500,fail_first=2"]:
+        async with session.post(server.openai_url, json={"model": model, "messages": HELLO}) as response:
+            statuses.append(response.status)
+    assert statuses == [500, 500, 200, 500]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [500, 429])
+async def test_retry_after_sets_the_header_of_an_error(server, session, status):
+    async with session.post(server.openai_url, json={"model": f"m@fail={status},retry_after=2.5"}) as response:
+        assert (response.status, response.headers["Retry-After"]) == (status, "2.5")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("stream", [True, False])
+async def test_usage_off_reports_no_token_counts(server, session, stream):
+    body = {"model": "m@usage=off", "messages": HELLO, "stream": stream, "stream_options": {"include_usage": True}}
+    async with session.post(server.openai_url, json=body) as response:
+        text = await response.text()
+    assert "echo" in text and "prompt_tokens" not in text
+    async with session.post(server.ollama_url, json={**body, "stream": False}) as response:
+        assert "eval_count" not in await response.text()
+
+
+@pytest.mark.asyncio
 async def test_ollama_errors_are_a_plain_error_string(server, session):
     async with session.post(server.ollama_url, json={"model": "llama3@fail=500"}) as response:
         assert response.status == 500

@@ -69,6 +69,14 @@ LEGACY = {
     "LLM_LIST": ({}, pb.Instruction(llm_list=pb.LlmList())),
     "LLM_LIST_BY_PROVIDER": ({"provider_id": P1},
                              pb.Instruction(llm_list_by_provider=pb.LlmListByProvider(provider_id=P1))),
+    "USAGE_LIST": ({"group_by": "User", "start_time": "2026-12-01T00:00:00Z", "page_size": 10},
+                   pb.Instruction(usage_list=pb.UsageList(group_by=llm_pb2.USAGE_GROUPING_USER,
+                                                          start_time=timestamp_pb2.Timestamp(seconds=1796083200),
+                                                          page_size=10))),
+    "USER_LIMITS_SET": ({"user_id": U1, "requests_per_minute": 5, "tokens_per_month": 0},
+                        pb.Instruction(user_limits_set=pb.UserLimitsSet(user_id=U1, requests_per_minute=5,
+                                                                        tokens_per_month=0))),
+    "USER_LIMITS_GET": ({"user_id": U1}, pb.Instruction(user_limits_get=pb.UserLimitsGet(user_id=U1))),
 }
 
 # The fields each type cannot do without (USER_GET needs one of two, tested on its own).
@@ -82,12 +90,13 @@ REQUIRED = {
     "LLM_RESPONSE_REGENERATE": ["message_id"], "LLM_PROVIDER_ADD": ["name", "api_endpoint"],
     "LLM_PROVIDER_UPDATE": ["provider_id"], "LLM_PROVIDER_DELETE": ["provider_id"],
     "LLM_ADD": ["provider_id", "llm_name"], "LLM_UPDATE": ["llm_id"], "LLM_DELETE": ["llm_id"],
-    "LLM_LIST_BY_PROVIDER": ["provider_id"],
+    "LLM_LIST_BY_PROVIDER": ["provider_id"], "USAGE_LIST": ["group_by"], "USER_LIMITS_SET": ["user_id"],
+    "USER_LIMITS_GET": ["user_id"],
 }
 
 
-def test_the_cases_cover_all_26_types():
-    assert len(JSON_TYPES) == 26
+def test_the_cases_cover_all_29_types():
+    assert len(JSON_TYPES) == 29  # the original's 26, USAGE_LIST, USER_LIMITS_SET and USER_LIMITS_GET
     assert set(LEGACY) == set(JSON_TYPES)
 
 
@@ -203,6 +212,10 @@ MESSAGE_KEYS = {"message_id", "chat_id", "user_id", "llm_id", "content", "role",
 PROVIDER_KEYS = {"provider_id", "name", "api_endpoint", "created_at", "updated_at", "has_api_key", "kind"}
 LLM_KEYS = {"llm_id", "name", "provider_id", "created_at", "updated_at"}
 RECORD_KEYS = {"record_id", "user_id", "chat_id", "instruction", "created_at", "updated_at"}
+LIMITS = llm_pb2.UserLimits(user_id="u-1", requests_per_minute=5)
+LIMITS_KEYS = {"user_id", "requests_per_minute", "tokens_per_day", "tokens_per_month"}
+USAGE_KEYS = {"key", "generations", "prompt_tokens", "completion_tokens", "estimated_generations",
+              "mean_time_to_first_token_ms", "duration_ms"}
 
 USER = user_pb2.User(user_id=U1, username="ada", display_name="Ada", profile="", record_instructions=True,
                      create_time=T, update_time=T)
@@ -251,6 +264,10 @@ REPLIES = {
     "LLM_DELETE": ({}, "LLM deleted.", {}),
     "LLM_LIST": ({"llms": pb.LlmPage(llms=[LLM])}, "LLMs listed.", {"llms": [LLM_KEYS]}),
     "LLM_LIST_BY_PROVIDER": ({"llms": pb.LlmPage(llms=[LLM])}, "LLMs listed.", {"llms": [LLM_KEYS]}),
+    "USAGE_LIST": ({"usage": pb.UsagePage(summaries=[llm_pb2.UsageSummary(key="u-1", generations=2)])},
+                   "Usage listed.", {"usage": [USAGE_KEYS], "next_page_token": None}),
+    "USER_LIMITS_SET": ({"user_limits": LIMITS}, "User limits set.", {"user_limits": LIMITS_KEYS}),
+    "USER_LIMITS_GET": ({"user_limits": LIMITS}, "User limits found.", {"user_limits": LIMITS_KEYS}),
 }
 
 
@@ -268,7 +285,7 @@ def _shape(value):
     return value
 
 
-def test_the_replies_cover_all_26_types():
+def test_the_replies_cover_all_29_types():
     assert set(REPLIES) == set(JSON_TYPES)
 
 
@@ -322,3 +339,26 @@ def test_generation_reply_is_the_new_assistant_message():
     reply = result_to_json(_final("LLM_RESPONSE_GENERATE", llm_response=pb.LlmResponse(message=ANSWER)))
     assert reply["data"]["llm_response"]["message_id"] == M1
     assert reply["data"]["llm_response"]["content"] == "The Nile."
+
+
+def test_fallback_llm_ids_of_an_update_are_a_list_and_an_empty_one_clears_them():
+    cleared = instruction_from_json({"type": "LLM_UPDATE", "data": {"llm_id": L1, "fallback_llm_ids": []}})
+    unchanged = instruction_from_json({"type": "LLM_UPDATE", "data": {"llm_id": L1}})
+    added = instruction_from_json({"type": "LLM_ADD", "data": {"provider_id": P1, "llm_name": "m",
+                                                               "fallback_llm_ids": [L1]}})
+
+    assert cleared.llm_update.HasField("fallback_llm_ids") and not cleared.llm_update.fallback_llm_ids.llm_ids
+    assert not unchanged.llm_update.HasField("fallback_llm_ids")
+    assert list(added.llm_add.fallback_llm_ids) == [L1]
+    with pytest.raises(WireError, match="fallback_llm_ids must be a list of strings"):
+        instruction_from_json({"type": "LLM_UPDATE", "data": {"llm_id": L1, "fallback_llm_ids": L1}})
+
+
+@pytest.mark.parametrize("data, words", [
+    ({"group_by": "team"}, "data.group_by must be 'user' or 'llm' or 'provider'"),
+    ({"group_by": "llm", "end_time": "yesterday"}, "data.end_time must be an RFC 3339 time"),
+    ({"group_by": "llm", "end_time": 5}, "data.end_time must be an RFC 3339 time string"),
+])
+def test_usage_list_refuses_an_unknown_grouping_or_time(data, words):
+    with pytest.raises(WireError, match=words):
+        instruction_from_json({"type": "USAGE_LIST", "data": data})

@@ -105,6 +105,11 @@ CATALOG: dict[str, Entry] = {
     "llm_delete": Entry(llms.llm_delete, changes_models=True, access=Access.ADMIN),
     "llm_list": Entry(llms.llm_list, access=Access.APP, reads_only=True),
     "llm_list_by_provider": Entry(llms.llm_list_by_provider, access=Access.APP, reads_only=True),
+    # Usage across users is for the operator and the app; limits are set by the operator, and a
+    # user key may read its own.
+    "usage_list": Entry(llms.usage_list, access=Access.APP, reads_only=True),
+    "user_limits_set": Entry(llms.user_limits_set, user_field="user_id", access=Access.ADMIN),
+    "user_limits_get": Entry(llms.user_limits_get, user_field="user_id", recorded=False, reads_only=True),
 }
 
 

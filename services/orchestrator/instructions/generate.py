@@ -55,13 +55,14 @@ async def generate(run: Run, request: orchestrator_pb2.LlmResponseGenerate) -> P
                               llmId=llm.llm_id, providerId=request.provider_id)
 
     await run.before_effects()
-    final = await _generate(run, llm, history + [llm_pb2.ConversationMessage(role="user", content=request.user_input)])
+    final = await _generate(run, llm, history + [llm_pb2.ConversationMessage(role="user", content=request.user_input)],
+                            user_id, chat_id)
     stored = await run.units.chats.append_messages(chat_pb2.AppendMessagesRequest(
         request_id=run.request_id("append-messages"),
         chat_id=chat_id,
         messages=[
             chat_pb2.NewMessage(user_id=user_id, content=request.user_input, role=chat_pb2.MESSAGE_ROLE_USER),
-            chat_pb2.NewMessage(user_id=user_id, llm_id=llm.llm_id, content=final.content,
+            chat_pb2.NewMessage(user_id=user_id, llm_id=final.llm_id or llm.llm_id, content=final.content,
                                 role=chat_pb2.MESSAGE_ROLE_ASSISTANT),
         ],
     ))
@@ -84,11 +85,12 @@ async def regenerate(run: Run, request: orchestrator_pb2.LlmResponseRegenerate) 
         raise FailedPrecondition(f"no message precedes message {message.message_id!r}: there is nothing to answer",
                                  reason="NOTHING_TO_REGENERATE", messageId=message.message_id)
     await run.before_effects()
-    final = await _generate(run, llm, history)
+    final = await _generate(run, llm, history, request.user_id or message.user_id, message.chat_id)
     stored = await run.units.chats.append_messages(chat_pb2.AppendMessagesRequest(
         request_id=run.request_id("append-messages"),
         chat_id=message.chat_id,
-        messages=[chat_pb2.NewMessage(user_id=request.user_id or message.user_id, llm_id=llm.llm_id, content=final.content,
+        messages=[chat_pb2.NewMessage(user_id=request.user_id or message.user_id, llm_id=final.llm_id or llm.llm_id,
+                                      content=final.content,
                                       role=chat_pb2.MESSAGE_ROLE_ASSISTANT)],
     ))
     return _response(stored[-1], final)
@@ -108,11 +110,12 @@ async def _history(run: Run, chat_id: str, member_user_id: str, max_messages: in
             for message in messages]
 
 
-async def _generate(run: Run, llm: llm_pb2.Llm,
-                    conversation: list[llm_pb2.ConversationMessage]) -> llm_pb2.FinalReply:
-    """Streams the reply, passing each delta on as progress; returns the final message."""
+async def _generate(run: Run, llm: llm_pb2.Llm, conversation: list[llm_pb2.ConversationMessage], user_id: str,
+                    chat_id: str) -> llm_pb2.FinalReply:
+    """Streams the reply, passing each delta on as progress; returns the final message. The user and
+    chat go with it for llm_unit's usage records."""
     call = run.units.models.generate_reply(llm_pb2.GenerateReplyRequest(
-        llm_id=llm.llm_id, provider_id=llm.provider_id, messages=conversation,
+        llm_id=llm.llm_id, provider_id=llm.provider_id, messages=conversation, user_id=user_id, chat_id=chat_id,
     ))
     final = None
     try:

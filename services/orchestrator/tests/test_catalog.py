@@ -37,6 +37,9 @@ CASES = {
     "LLM_DELETE": ({"llm_id": "l1"}, "", []),
     "LLM_LIST": ({}, "", []),
     "LLM_LIST_BY_PROVIDER": ({"provider_id": "p1"}, "", []),
+    "USAGE_LIST": ({"group_by": "provider"}, "", []),
+    "USER_LIMITS_SET": ({"user_id": "u1", "tokens_per_day": 100}, "", ["u1"]),
+    "USER_LIMITS_GET": ({"user_id": "u1"}, "", ["u1"]),
 }
 
 
@@ -97,4 +100,5 @@ def test_request_ids_too_long_for_the_units_are_hashed_and_stay_distinct():
 def test_exactly_the_reads_skip_the_ledger():
     reads = {name.upper() for name, entry in CATALOG.items() if entry.reads_only}
     assert reads == {"USER_GET", "USER_LIST", "USER_INSTRUCTION_RECORDS_LIST", "CHAT_LOAD", "CHAT_LIST",
-                     "CHAT_LIST_BY_USER", "LLM_PROVIDER_LIST", "LLM_LIST", "LLM_LIST_BY_PROVIDER"}
+                     "CHAT_LIST_BY_USER", "LLM_PROVIDER_LIST", "LLM_LIST", "LLM_LIST_BY_PROVIDER", "USAGE_LIST",
+                     "USER_LIMITS_GET"}

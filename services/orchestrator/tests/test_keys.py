@@ -11,6 +11,7 @@ import uuid
 import grpc
 import pytest
 
+from llmchatlinker.llm.v1 import llm_service_pb2 as llm_pb2
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
 from llmchatlinker.user.v1 import user_service_pb2 as user_pb2
 from services.common import keys
@@ -122,6 +123,9 @@ def matrix(w: World, mine: bool) -> list[tuple[str, str, pb.Instruction]]:
         ("LLM_PROVIDER_LIST", "app", i(llm_provider_list=pb.LlmProviderList())),
         ("LLM_LIST", "app", i(llm_list=pb.LlmList())),
         ("LLM_LIST_BY_PROVIDER", "app", i(llm_list_by_provider=pb.LlmListByProvider(provider_id=w.provider))),
+        ("USAGE_LIST", "app", i(usage_list=pb.UsageList(group_by=llm_pb2.USAGE_GROUPING_LLM))),
+        ("USER_LIMITS_SET", "admin", i(user_limits_set=pb.UserLimitsSet(user_id=user, requests_per_minute=1000))),
+        ("USER_LIMITS_GET", "own", i(user_limits_get=pb.UserLimitsGet(user_id=user))),
         ("LLM_PROVIDER_ADD", "admin", i(llm_provider_add=pb.LlmProviderAdd(name=fresh("q"),
                                                                            api_endpoint="http://127.0.0.1:9/x"))),
         ("LLM_PROVIDER_UPDATE", "admin", i(llm_provider_update=pb.LlmProviderUpdate(provider_id=w.provider,
@@ -193,7 +197,7 @@ async def test_every_instruction_over_grpc_is_allowed_or_refused_by_the_callers_
             assert {chat.chat_id for chat in final.chats.chats} <= {w.c, w.c2} | {
                 chat.chat_id for chat in final.chats.chats if w.u in chat.user_ids}
             assert w.d not in {chat.chat_id for chat in final.chats.chats}
-    assert len({name for name, _, _ in seen}) == 26
+    assert len({name for name, _, _ in seen}) == len(pb.Instruction.DESCRIPTOR.oneofs_by_name["instruction"].fields)
 
 
 async def test_a_user_key_hears_the_same_for_a_chat_that_is_not_its_own_and_one_that_does_not_exist(suite, keyed):

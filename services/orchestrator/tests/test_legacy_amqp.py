@@ -1,4 +1,4 @@
-"""All 26 instruction types through RabbitMQ as an unmodified legacy JSON client sends them, and the
+"""All 29 instruction types through RabbitMQ as an unmodified legacy JSON client sends them, and the
 same over protobuf on AMQP and through Submit, with the documented reply keys."""
 
 import json
@@ -15,7 +15,7 @@ RECORD = {"record_id", "user_id", "chat_id", "instruction", "created_at", "updat
 
 
 async def walk_all_instruction_types(call, provider_url: str) -> None:
-    """Runs each of the 26 types once through `call(json_type, data) -> legacy reply dict`."""
+    """Runs each of the 29 types once through `call(json_type, data) -> legacy reply dict`."""
     seen = set()
 
     async def ok(json_type: str, expected_keys: set[str] = frozenset(), **data) -> dict:
@@ -69,13 +69,18 @@ async def walk_all_instruction_types(call, provider_url: str) -> None:
     await ok("USER_INSTRUCTION_RECORDS_DELETE", user_id=ada["user_id"])
     await ok("USER_INSTRUCTION_RECORDING_DISABLE", user_id=ada["user_id"])
 
+    usage = (await ok("USAGE_LIST", {"usage", "next_page_token"}, group_by="llm"))["usage"]
+    assert {"key": llm["llm_id"], "generations": 2} in [{k: u[k] for k in ("key", "generations")} for u in usage]
+    limits = (await ok("USER_LIMITS_SET", {"user_limits"}, user_id=ada["user_id"], tokens_per_day=1000))["user_limits"]
+    assert (limits["tokens_per_day"], limits["requests_per_minute"]) == (1000, 0)
+    assert (await ok("USER_LIMITS_GET", {"user_limits"}, user_id=ada["user_id"]))["user_limits"] == limits
     await ok("LLM_DELETE", llm_id=llm["llm_id"])
     await ok("LLM_PROVIDER_DELETE", provider_id=provider_id)
     await ok("CHAT_DELETE", chat_id=chat["chat_id"])
     await ok("USER_DELETE", user_id=bob["user_id"])
     gone = await call("USER_GET", {"user_id": bob["user_id"]})
     assert gone["status"] == "error" and gone["message"] and gone["data"] == {}
-    assert seen == set(JSON_TYPES) and len(seen) == 26
+    assert seen == set(JSON_TYPES) and len(seen) == 29  # the original's 26, USAGE_LIST, USER_LIMITS_SET/_GET
 
 
 async def test_an_unmodified_legacy_json_client_gets_every_reply(suite_db, orchestrators, amqp_url, legacy,

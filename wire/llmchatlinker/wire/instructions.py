@@ -45,6 +45,9 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "LLM_UPDATE": ("llm_id",),
     "LLM_DELETE": ("llm_id",),
     "LLM_LIST_BY_PROVIDER": ("provider_id",),
+    "USAGE_LIST": ("group_by",),
+    "USER_LIMITS_SET": ("user_id",),
+    "USER_LIMITS_GET": ("user_id",),
 }
 
 # Types that need at least one of several fields (USER_GET: by id or by username).
@@ -52,6 +55,9 @@ REQUIRED_ONE_OF: dict[str, tuple[str, ...]] = {"USER_GET": ("user_id", "username
 
 # `kind` in JSON: the protocol's short name, case-insensitive.
 PROVIDER_KINDS = {"openai": llm_pb2.PROVIDER_KIND_OPENAI, "ollama": llm_pb2.PROVIDER_KIND_OLLAMA}
+# `group_by` of USAGE_LIST in JSON, case-insensitive.
+USAGE_GROUPINGS = {"user": llm_pb2.USAGE_GROUPING_USER, "llm": llm_pb2.USAGE_GROUPING_LLM,
+                   "provider": llm_pb2.USAGE_GROUPING_PROVIDER}
 
 
 class WireError(ValueError):
@@ -134,7 +140,15 @@ def _set(request: protobuf_message.Message, field: FieldDescriptor, value: objec
         return WireError(f"{json_type}: data.{field.name} must be {expected}, not {_json_kind(value)}",
                          INVALID_FIELD, json_type, field.name)
 
-    if field.is_repeated:
+    if field.type == FieldDescriptor.TYPE_MESSAGE and _is_id_list(field.message_type):
+        # A list of ids wrapped in a message so that an update can tell "unchanged" (absent) from
+        # "none" ([]): the JSON form is the bare list.
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise refuse("a list of strings")
+        wrapper = getattr(request, field.name)
+        wrapper.SetInParent()
+        getattr(wrapper, wrapper.DESCRIPTOR.fields[0].name).extend(value)
+    elif field.is_repeated:
         if field.type != FieldDescriptor.TYPE_STRING:
             raise AssertionError(f"no JSON form for repeated {field.full_name}")
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
@@ -151,6 +165,19 @@ def _set(request: protobuf_message.Message, field: FieldDescriptor, value: objec
             raise WireError(f"{json_type}: data.{field.name} is out of range ({value})",
                             INVALID_FIELD, json_type, field.name)
         setattr(request, field.name, value)
+    elif field.type == FieldDescriptor.TYPE_ENUM and field.enum_type.full_name == "llmchatlinker.llm.v1.UsageGrouping":
+        grouping = USAGE_GROUPINGS.get(value.lower()) if isinstance(value, str) else None
+        if grouping is None:
+            raise refuse(" or ".join(map(repr, USAGE_GROUPINGS)))
+        setattr(request, field.name, grouping)
+    elif field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name == "google.protobuf.Timestamp":
+        if not isinstance(value, str):
+            raise refuse("an RFC 3339 time string")
+        try:
+            getattr(request, field.name).FromJsonString(value)
+        except ValueError:
+            raise WireError(f"{json_type}: data.{field.name} must be an RFC 3339 time such as "
+                            f"'2026-12-01T00:00:00Z', not {value[:40]!r}", INVALID_FIELD, json_type, field.name) from None
     elif field.type == FieldDescriptor.TYPE_ENUM and field.enum_type.full_name == "llmchatlinker.llm.v1.ProviderKind":
         kind = PROVIDER_KINDS.get(value.lower()) if isinstance(value, str) else None
         if kind is None:
@@ -160,6 +187,12 @@ def _set(request: protobuf_message.Message, field: FieldDescriptor, value: objec
         setattr(request, field.name, kind)
     else:
         raise AssertionError(f"no JSON form for {field.full_name}")
+
+
+def _is_id_list(descriptor) -> bool:
+    """A message whose one field is a repeated string (llm.v1.FallbackLlmIds)."""
+    fields = descriptor.fields
+    return len(fields) == 1 and fields[0].is_repeated and fields[0].type == FieldDescriptor.TYPE_STRING
 
 
 def _json_kind(value: object) -> str:

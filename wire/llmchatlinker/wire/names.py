@@ -1,4 +1,4 @@
-"""The 26 instruction type names: JSON name, InstructionType value and Instruction oneof field."""
+"""The instruction type names (the original's 26, USAGE_LIST and USER_LIMITS_SET/_GET): JSON name, InstructionType value and Instruction oneof field."""
 
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb2
 

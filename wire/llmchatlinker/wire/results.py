@@ -42,6 +42,9 @@ SUCCESS_MESSAGES = {
     "LLM_DELETE": "LLM deleted.",
     "LLM_LIST": "LLMs listed.",
     "LLM_LIST_BY_PROVIDER": "LLMs listed.",
+    "USAGE_LIST": "Usage listed.",
+    "USER_LIMITS_SET": "User limits set.",
+    "USER_LIMITS_GET": "User limits found.",
 }
 
 # Types whose legacy reply data is {} whatever the typed result carries.
@@ -94,6 +97,12 @@ def _data(result: orchestrator_pb2.Result, json_type: str) -> dict:
         return {"llms": [llm_json(llm) for llm in value.llms]}
     if payload == "llm_response":
         return {"llm_response": message_json(value.message)}
+    if payload == "user_limits":
+        return {"user_limits": {"user_id": value.user_id, "requests_per_minute": value.requests_per_minute,
+                                "tokens_per_day": value.tokens_per_day, "tokens_per_month": value.tokens_per_month}}
+    if payload == "usage":
+        return {"usage": [usage_json(summary) for summary in value.summaries],
+                "next_page_token": value.next_page_token or None}
     # Progress events have no legacy form; they are given a plain one for completeness.
     if payload == "delta":
         return {"delta": value.content}
@@ -154,6 +163,18 @@ def message_json(message: chat_pb2.Message) -> dict:
         "role": _ROLES.get(message.role),
         "created_at": iso(message.create_time),
         "updated_at": iso(message.update_time),
+    }
+
+
+def usage_json(summary: llm_pb2.UsageSummary) -> dict:
+    return {
+        "key": summary.key,
+        "generations": summary.generations,
+        "prompt_tokens": summary.prompt_tokens,
+        "completion_tokens": summary.completion_tokens,
+        "estimated_generations": summary.estimated_generations,
+        "mean_time_to_first_token_ms": summary.mean_time_to_first_token_ms,
+        "duration_ms": summary.duration_ms,
     }
 
 
