@@ -33,7 +33,7 @@ from services.llm_unit.config import Settings
 from services.llm_unit.errors import DOMAIN
 from services.llm_unit.addresses import Policy
 from services.llm_unit.providers import ProviderClient
-from services.llm_unit.telemetry import Watch
+from services.llm_unit.telemetry import Watch, watch_breakers
 
 log = logging.getLogger(__name__)
 
@@ -394,6 +394,7 @@ class LlmUnitServer(AsyncServer):
         self._providers = ProviderClient(keys, addresses, settings.max_reply_bytes, resolver)
         models = ReadCache(settings.model_cache_ttl_ms / 1000, clock=clock)
         breakers = Breakers(settings.breaker_failures, settings.breaker_cooldown_ms / 1000, clock=clock)
+        watch_breakers(breakers)  # read only when scraped
         failover = Failover(self._providers, RetryPolicy(settings.retries, settings.retry_backoff_ms / 1000),
                             breakers, Gates())
         self._usage = UsageLedger(self._write_usage)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
 from services.common import tracing
 from services.common.errors import DomainError
+from services.llm_unit.traffic import Circuit
 
 MAX_SERIES = 100
 OTHER = "other"
@@ -111,3 +114,32 @@ def _host(endpoint: str) -> str:
     """The provider's host (no path or query, which may carry a key)."""
     rest = endpoint.partition("://")[2]
     return rest.split("/", 1)[0].rpartition("@")[2]
+
+
+class _Circuits:
+    """Scraped, not kept: each failing provider's breaker, 1 while open or probing, 0 when closed
+    again (providers that have not failed are left out, so the series stay few)."""
+
+    def __init__(self) -> None:
+        self.watched: weakref.WeakSet = weakref.WeakSet()  # the Breakers of this process's servers
+
+    def collect(self):
+        family = GaugeMetricFamily("llmchatlinker_provider_circuit_open",
+                                   "1 while a provider's circuit breaker is open or half open (its generations "
+                                   "skip it), by provider; only providers that failed lately.", labels=["provider"])
+        circuits = {name: circuit for breakers in list(self.watched) for name, circuit in breakers.circuits()}
+        for name, circuit in list(circuits.items())[:MAX_SERIES]:
+            family.add_metric([name], 0.0 if circuit is Circuit.CLOSED else 1.0)
+        yield family
+
+
+_circuits: _Circuits | None = None
+
+
+def watch_breakers(breakers) -> None:
+    """Exports the breakers' states (when metrics are on); the collector is registered once."""
+    global _circuits
+    if _circuits is None:
+        _circuits = _Circuits()
+        REGISTRY.register(_circuits)
+    _circuits.watched.add(breakers)

@@ -46,10 +46,12 @@ class Breakers:
         self._cooldown = cooldown
         self._clock = clock
         self._states: dict[str, _BreakerState] = {}
+        self._names: dict[str, str] = {}  # provider id -> name, for the metrics
 
     def admit(self, provider: service.Provider) -> Admission:
         """Whether a request may go to the provider now. A PROBE must report its outcome (succeeded,
         failed or released)."""
+        self._names[provider.provider_id] = provider.name
         state = self._states.get(provider.provider_id)
         if state is None or state.opened_at is None:
             return Admission.ALLOWED
@@ -83,6 +85,10 @@ class Breakers:
         state = self._states.get(provider_id)
         if state is not None:
             state.probing = False
+
+    def circuits(self) -> list[tuple[str, Circuit]]:
+        """(provider name, circuit) of each provider that has failed lately (the others are closed)."""
+        return [(self._names.get(provider_id, provider_id), self.state(provider_id)[0]) for provider_id in list(self._states)]
 
     def state(self, provider_id: str) -> tuple[Circuit, float | None]:
         """The circuit, and (when open) the time.time() at which the next probe may go."""

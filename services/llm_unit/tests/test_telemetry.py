@@ -57,3 +57,16 @@ async def test_a_good_reply_counts_its_first_token_duration_and_tokens(sqlite_un
     assert sample("llmchatlinker_generation_tokens_total", **labels, type="input") > 0
     assert sample("llmchatlinker_provider_errors_total", **labels, kind="5xx") == 0
     assert sample("llmchatlinker_generation_streams_open") == 0
+
+
+async def test_a_provider_whose_breaker_opens_shows_it_open(sqlite_unit, provider_server):
+    provider = f"p{uuid.uuid4().hex[:8]}"
+    llm = await add_model(sqlite_unit.stub, provider_server.openai_url, model="m@fail=500", name=provider)
+
+    for _ in range(5):  # the breaker's default threshold: five failed generations in a row
+        await expect_error(generate(sqlite_unit.stub, llm.llm_id, timeout_ms=400), grpc.StatusCode.UNAVAILABLE,
+                           "PROVIDER_ERROR")
+
+    assert sample("llmchatlinker_provider_circuit_open", provider=provider) == 1
+    await expect_error(generate(sqlite_unit.stub, llm.llm_id, timeout_ms=400), grpc.StatusCode.UNAVAILABLE,
+                       "PROVIDER_CIRCUIT_OPEN")
