@@ -35,7 +35,11 @@ def require_service(name: str, host: str, port: int) -> None:
     """Fails in CI, skips elsewhere, when a real service the test needs is down."""
     if _reachable(host, port):
         return
-    message = f"{name} is not reachable at {host}:{port}"
+    unavailable(f"{name} is not reachable at {host}:{port}")
+
+
+def unavailable(message: str) -> None:
+    """A real service (or what a test needs to set it up) is missing: a failure in CI, a skip elsewhere."""
     if IN_CI:
         pytest.fail(message + " (CI requires it)")
     pytest.skip(message)  # not CI: a machine without the service runs the embedded defaults only

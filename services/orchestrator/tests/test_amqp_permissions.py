@@ -14,6 +14,7 @@ import pytest
 
 from services.orchestrator.server import build_server
 from services.orchestrator.tests.conftest import LegacyClient
+from testkit.backends import unavailable
 
 # The permissions the README gives (configure, write, read).
 ORCHESTRATOR_PERMISSIONS = (".*", ".*", ".*")
@@ -28,7 +29,7 @@ def rabbitmqctl(*args: str) -> None:
 def vhost(amqp_url):
     """A vhost with an orchestrator user and a legacy user, as the README sets them up; removed after."""
     if shutil.which("rabbitmqctl") is None:
-        pytest.skip("no rabbitmqctl on this machine to set up users and a vhost")
+        unavailable("no rabbitmqctl on this machine to set up users and a vhost")
     name, password = f"llmchatlinker_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     users = {"orchestrator": f"{name}_orchestrator", "legacy": f"{name}_legacy"}
     try:
@@ -37,7 +38,7 @@ def vhost(amqp_url):
             rabbitmqctl("add_user", users[role], password)
             rabbitmqctl("set_permissions", "-p", name, users[role], *permissions)
     except subprocess.CalledProcessError as error:
-        pytest.skip(f"rabbitmqctl cannot set up users here: {error.stderr.decode(errors='replace').strip()}")
+        unavailable(f"rabbitmqctl cannot set up users here: {error.stderr.decode(errors='replace').strip()}")
     host = urllib.parse.urlsplit(amqp_url).netloc.rpartition("@")[2]
     yield {role: f"amqp://{user}:{password}@{host}/{name}" for role, user in users.items()}
     for user in users.values():
