@@ -38,13 +38,9 @@ async def test_without_a_broker_the_same_cycle_runs_crud_and_a_generation(suite,
         assert accepted.sequence == 0 and accepted.HasField("accepted")
         assert created.final and created.status.code == 0 and created.user.username == "ada"
         user_id = created.user.user_id
-        chat = (await submit(stub, pb.Instruction(chat_create=pb.ChatCreate(title="t", user_ids=[user_id]))))[-1]
-        provider = (await submit(stub, pb.Instruction(llm_provider_add=pb.LlmProviderAdd(
-            name="stand-in", api_endpoint=suite.provider.openai_url))))[-1]
-        llm = (await submit(stub, pb.Instruction(llm_add=pb.LlmAdd(
-            provider_id=provider.provider.provider_id, llm_name="echo"))))[-1]
+        chat_id, llm_id = await _chat_with_echo(stub, submit, suite, user_id)
         events = await submit(stub, pb.Instruction(llm_response_generate=pb.LlmResponseGenerate(
-            user_id=user_id, chat_id=chat.chat.chat.chat_id, llm_id=llm.llm.llm_id, user_input="hello there")))
+            user_id=user_id, chat_id=chat_id, llm_id=llm_id, user_input="hello there")))
 
     final = events[-1]
     assert final.final and final.status.code == 0
@@ -113,12 +109,7 @@ async def test_a_generation_sent_again_is_answered_from_the_ledger_though_its_lo
     server = await orchestrators(suite, amqp_url=None)
     async with submit_stub(server) as stub:
         user_id = (await submit(stub, pb.Instruction(user_create=pb.UserCreate(username="twice"))))[-1].user.user_id
-        chat_id = (await submit(stub, pb.Instruction(chat_create=pb.ChatCreate(
-            title="t", user_ids=[user_id]))))[-1].chat.chat.chat_id
-        provider = (await submit(stub, pb.Instruction(llm_provider_add=pb.LlmProviderAdd(
-            name="stand-in", api_endpoint=suite.provider.openai_url))))[-1]
-        llm_id = (await submit(stub, pb.Instruction(llm_add=pb.LlmAdd(
-            provider_id=provider.provider.provider_id, llm_name="echo"))))[-1].llm.llm_id
+        chat_id, llm_id = await _chat_with_echo(stub, submit, suite, user_id)
         generation = pb.Instruction(instruction_id="generate-once", llm_response_generate=pb.LlmResponseGenerate(
             user_id=user_id, chat_id=chat_id, llm_id=llm_id, user_input="only once"))
         asked_before = len(suite.provider.requests)
@@ -130,3 +121,13 @@ async def test_a_generation_sent_again_is_answered_from_the_ledger_though_its_lo
     assert first.status.code == 0 and again.llm_response.message.message_id == first.llm_response.message.message_id
     assert len(suite.provider.requests) == asked_before + 1
     assert [message.content for message in loaded.chat.messages] == ["only once", "echo: only once"]
+
+
+async def _chat_with_echo(stub, submit, suite, user_id: str) -> tuple[str, str]:
+    """A chat of the user, and an echo model on the stand-in provider: (chat id, llm id)."""
+    chat = (await submit(stub, pb.Instruction(chat_create=pb.ChatCreate(title="t", user_ids=[user_id]))))[-1]
+    provider = (await submit(stub, pb.Instruction(llm_provider_add=pb.LlmProviderAdd(
+        name="stand-in", api_endpoint=suite.provider.openai_url))))[-1]
+    llm = (await submit(stub, pb.Instruction(llm_add=pb.LlmAdd(
+        provider_id=provider.provider.provider_id, llm_name="echo"))))[-1]
+    return chat.chat.chat.chat_id, llm.llm.llm_id
