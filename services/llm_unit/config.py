@@ -30,6 +30,7 @@ DEFAULT_BREAKER_FAILURES = 5
 DEFAULT_BREAKER_COOLDOWN_MS = 30_000
 # The limits of users who have none of their own (0: none); see limits.py.
 DEFAULT_USER_LIMITS = (0, 0, 0)
+USAGE_ACCOUNTING = "LLM_UNIT_USAGE_ACCOUNTING"
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,17 @@ class Settings(UnitSettings):
     breaker_cooldown_ms: int = DEFAULT_BREAKER_COOLDOWN_MS
     # Requests per minute, tokens per day, tokens per month of a user without limits of their own.
     default_user_limits: tuple[int, int, int] = DEFAULT_USER_LIMITS
+    # Whether every generation's usage is recorded (usage.py). Off, nothing is recorded or reported,
+    # and token budgets, which count recorded tokens, cannot be set.
+    usage_accounting: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.usage_accounting and any(self.default_user_limits[1:]):
+            raise config.SettingError(
+                f"LLMCHATLINKER_{USAGE_ACCOUNTING} is false, so no tokens are counted: default token budgets "
+                "(LLMCHATLINKER_LLM_UNIT_DEFAULT_TOKENS_PER_DAY, _PER_MONTH) cannot be kept; unset them or turn "
+                "usage accounting on")
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -74,4 +86,5 @@ class Settings(UnitSettings):
                 config.integer("LLM_UNIT_DEFAULT_TOKENS_PER_DAY", 0, minimum=0, maximum=2_000_000_000),
                 config.integer("LLM_UNIT_DEFAULT_TOKENS_PER_MONTH", 0, minimum=0, maximum=2_000_000_000),
             ),
+            usage_accounting=config.choice(USAGE_ACCOUNTING, "true", ("true", "false")) == "true",
         )

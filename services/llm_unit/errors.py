@@ -55,6 +55,13 @@ def key_needed_for_new_endpoint() -> FailedPrecondition:
     )
 
 
+def usage_accounting_off(what: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"{what}: usage accounting is off on this llm_unit (LLMCHATLINKER_LLM_UNIT_USAGE_ACCOUNTING=false), "
+        "so no generation's tokens are recorded", reason="USAGE_ACCOUNTING_OFF",
+    )
+
+
 def provider_key_unreadable(provider: str) -> FailedPrecondition:
     return FailedPrecondition(
         f"the stored API key of provider {provider!r} cannot be decrypted with the unit's key-encryption keys "

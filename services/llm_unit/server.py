@@ -27,7 +27,7 @@ from services.common.serving import AsyncServer, failing_in_one_line
 from services.llm_unit import errors, keyring, limits, service, store
 from services.llm_unit.failover import Failover, RetryPolicy
 from services.llm_unit.traffic import Breakers, Circuit, Gates
-from services.llm_unit.usage import UsageLedger
+from services.llm_unit.usage import NoUsage, UsageLedger
 from services.common.readcache import ReadCache
 from services.llm_unit.config import Settings
 from services.llm_unit.errors import DOMAIN
@@ -53,7 +53,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
     def __init__(self, database: Database, executor: ThreadPoolExecutor, providers: ProviderClient,
                  generation_timeout_ms: int, models: ReadCache[tuple[service.Llm, service.Provider]],
                  keys: keyring.Keyring, addresses: Policy, failover: Failover, breakers: Breakers,
-                 usage: UsageLedger, user_limits: ReadCache[limits.Limits | bool], default_limits: limits.Limits,
+                 usage: UsageLedger | NoUsage, user_limits: ReadCache[limits.Limits | bool], default_limits: limits.Limits,
                  now: Callable[[], datetime.datetime]) -> None:
         self._database = database
         self._keys = keys
@@ -213,6 +213,8 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
 
     @maps_errors(DOMAIN)
     async def ListUsage(self, request, context):
+        if isinstance(self._usage, NoUsage):
+            raise errors.usage_accounting_off("no usage to report")
         grouping = _GROUPINGS.get(request.group_by)
         if grouping is None:
             raise errors.invalid("group_by must be USAGE_GROUPING_USER, _LLM or _PROVIDER", "INVALID_GROUPING")
@@ -256,6 +258,8 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         own = limits.own_limits(request.user_id, _optional(request, "requests_per_minute"),
                                 _optional(request, "tokens_per_day"), _optional(request, "tokens_per_month"))
         defaults = self._default_limits
+        if isinstance(self._usage, NoUsage) and (own.tokens_per_day or own.tokens_per_month):
+            raise errors.usage_accounting_off("token budgets cannot be kept")
 
         def apply(session):
             store.set_user_limits(session, request.user_id, own)
@@ -397,7 +401,7 @@ class LlmUnitServer(AsyncServer):
         watch_breakers(breakers)  # read only when scraped
         failover = Failover(self._providers, RetryPolicy(settings.retries, settings.retry_backoff_ms / 1000),
                             breakers, Gates())
-        self._usage = UsageLedger(self._write_usage)
+        self._usage = UsageLedger(self._write_usage) if settings.usage_accounting else NoUsage()
         servicer = LlmServicer(self.database, self._executor, self._providers, settings.generation_timeout_ms,
                                models, keys, addresses, failover, breakers, self._usage,
                                ReadCache(settings.model_cache_ttl_ms / 1000, clock=clock),

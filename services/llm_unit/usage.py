@@ -74,3 +74,20 @@ class UsageLedger:
                 await self.flush()
             except Exception:
                 log.warning("usage records could not be written yet; kept for the next try", exc_info=True)
+
+
+class NoUsage:
+    """The ledger when usage accounting is off (LLMCHATLINKER_LLM_UNIT_USAGE_ACCOUNTING=false):
+    records are dropped as they are handed over, and nothing is ever written."""
+
+    def start(self) -> None:
+        pass
+
+    def record(self, usage: service.Usage) -> None:
+        pass
+
+    async def flush(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass

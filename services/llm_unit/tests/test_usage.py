@@ -9,7 +9,8 @@ from google.protobuf import timestamp_pb2
 
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
 from services.llm_unit import store
-from testkit.llm_unit import OLLAMA, OPENAI, add_llm, add_provider, expect_error, generate
+from services.common.config import SettingError
+from testkit.llm_unit import OLLAMA, OPENAI, add_llm, add_provider, expect_error, generate, running_unit, settings_for
 
 HELLO = [pb.ConversationMessage(role="system", content="be brief"),
          pb.ConversationMessage(role="user", content="hello big world")]
@@ -110,3 +111,32 @@ async def test_usage_records_survive_a_restart_on_postgresql_and_sqlite(unit, pr
     await unit.server.stop(grace=1)  # writes what the ledger holds
 
     assert [(r.user_id, r.llm_id) for r in records(unit)] == [("u-9", llm.llm_id)]
+
+
+async def test_with_usage_accounting_off_nothing_is_recorded_and_usage_is_not_reported(tmp_path, provider_server):
+    settings = settings_for(f"sqlite:///{tmp_path / 'unit.db'}", usage_accounting=False)
+    async with running_unit(settings) as unit:
+        provider = await add_provider(unit.stub, url=provider_server.openai_url)
+        llm = await add_llm(unit.stub, provider.provider_id, "echo@tokens=7")
+
+        _, final = await generate(unit.stub, llm.llm_id, messages=HELLO, user_id="u-1")
+
+        assert final.usage.completion_tokens == 7  # the caller still gets the provider's counts
+        await expect_error(unit.stub.ListUsage(pb.ListUsageRequest(group_by=pb.USAGE_GROUPING_USER)),
+                           grpc.StatusCode.FAILED_PRECONDITION, "USAGE_ACCOUNTING_OFF")
+    assert records(unit) == []  # read after the unit's stop, which writes whatever its ledger holds
+
+
+async def test_with_usage_accounting_off_token_budgets_are_refused_and_rates_allowed(tmp_path):
+    settings = settings_for(f"sqlite:///{tmp_path / 'unit.db'}", usage_accounting=False)
+    async with running_unit(settings) as unit:
+        await expect_error(unit.stub.SetUserLimits(pb.SetUserLimitsRequest(user_id="u-1", tokens_per_day=1000)),
+                           grpc.StatusCode.FAILED_PRECONDITION, "USAGE_ACCOUNTING_OFF")
+        limited = await unit.stub.SetUserLimits(pb.SetUserLimitsRequest(user_id="u-1", requests_per_minute=5))
+        assert (limited.limits.requests_per_minute, limited.limits.tokens_per_day) == (5, 0)
+
+
+def test_default_token_budgets_without_usage_accounting_refuse_to_start(tmp_path):
+    with pytest.raises(SettingError, match="USAGE_ACCOUNTING is false, so no tokens are counted"):
+        settings_for(f"sqlite:///{tmp_path / 'unit.db'}", usage_accounting=False,
+                     default_user_limits=(0, 1000, 0))
