@@ -77,6 +77,13 @@ def instruction_latency(path: str, kind: str, q: str) -> Floor:
     return Floor(round(value, 2), "ms", f"{first} + {steps}, {q}")
 
 
+def closed_loop_rate(clients: int, latency: Floor) -> Floor:
+    """What `clients` clients, each sending its next instruction when answered, would reach if
+    every instruction took the latency floor (the machine's two cores permitting)."""
+    return Floor(round(clients * 1000 / latency.value), "instr/s",
+                 f"{clients} client{'s' if clients > 1 else ''} / latency floor p50: " + latency.built_from)
+
+
 def broker_instruction_rate() -> Floor:
     # Request and reply are two persistent messages.
     return Floor(RABBIT_PERSISTENT_MSG_S / 2, "instr/s", "broker 4,100 persistent msg/s / 2 msgs each")

@@ -17,22 +17,15 @@ import contextlib
 import json
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
-from bench import models, proc
-from bench.load import submit_instruction, submit_load
+from bench.sides import Side, change_pct, median, started
 from bench.stats import percentile
-from bench.submit_client import SubmitClient, channel
-from bench.suite import REPO, SERVICES, Suite, SuiteOptions, free_port, http_answers, spawn, start_llm_server, wait_until
-from bench.world import World
-from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
+from bench.suite import REPO, SERVICES, Suite, SuiteOptions, free_port, http_answers, spawn, wait_until
 
 RESULTS = REPO / "bench" / "results"
-CLIENTS = 8
 STREAMS = 200
-USERS_TO_GET = 16
 
 
 class Scraper:
@@ -59,59 +52,6 @@ class Scraper:
         self._thread.join(5)
 
 
-class Side:
-    """One suite and what the loads need on it."""
-
-    def __init__(self, name: str, suite: Suite) -> None:
-        self.name, self.suite = name, suite
-        self.rates: list[float] = []
-        self.ttfts: list[float] = []
-        self.cpu_per_1000: list[float] = []
-        self.errors = 0
-
-    async def prepare(self, provider_url: str) -> None:
-        self.channel = channel(self.suite.orchestrator)
-        self.client = SubmitClient(self.channel)
-        self.world = await World.build(self.client, provider_url)
-        await self.world.ensure_chats(self.client, STREAMS)
-        users = [await self.client.run(user_create=pb.UserCreate(username=f"obs{i}{time.time_ns()}"))
-                 for i in range(USERS_TO_GET)]
-        self.user_ids = [u.user.user_id for u in users]
-
-    async def throughput(self, seconds: float) -> None:
-        result = await submit_load(self.suite.orchestrator, submit_instruction("USER_GET", self.user_ids), CLIENTS,
-                                   seconds, self.suite.pids())
-        self.rates.append(result.rate)
-        self.errors += result.errors
-
-    async def ttft(self, samples: int) -> None:
-        chat = self.world.chats[0]
-        for _ in range(samples):
-            timeline = await self.client.generate(self.world.speakers[chat], chat, self.world.llm_ids[models.FAST],
-                                                  "hello")
-            if timeline.ttft is None:
-                self.errors += 1
-            else:
-                self.ttfts.append(timeline.ttft)
-
-    async def relay(self) -> None:
-        chats = self.world.chats[:STREAMS]
-        watch = proc.CpuWatch(self.suite.pids())
-        watch.start()
-        timelines = await asyncio.gather(*(self.client.generate(self.world.speakers[c], c,
-                                                                self.world.llm_ids[models.RELAY], "hello")
-                                           for c in chats))
-        cpu = sum(watch.stop().values())
-        tokens = sum(len(t.token_times) for t in timelines)
-        self.errors += sum(not t.ok for t in timelines)
-        if tokens:
-            self.cpu_per_1000.append(cpu / tokens * 1000)
-
-
-def _median(values: list[float]) -> float:
-    return percentile(values, 50) if values else float("nan")
-
-
 async def run(args: argparse.Namespace) -> dict:
     log_dir = RESULTS / "logs" / "observability"
     for side in ("off", args.on):
@@ -131,45 +71,38 @@ async def run(args: argparse.Namespace) -> dict:
     metrics_env = {k: v for k, v in on_env.items() if k not in tracing_env}
     envs = {"off": {}, "on": on_env, "metrics": metrics_env, "tracing": tracing_env}
     sides = [Side(name, Suite(SuiteOptions(env=envs[name]), log_dir / name)) for name in ("off", args.on)]
-    provider = await start_llm_server(log_dir)
     try:
-        for side in sides:
-            await side.suite.start()
-            await side.prepare(f"http://127.0.0.1:{provider.port}/v1/chat/completions")
-            for _ in range(3):  # warm: connections, caches
-                await side.ttft(5)
-                await side.throughput(0.5)
-            side.rates, side.ttfts, side.cpu_per_1000 = [], [], []
-        seconds, samples = (1.5, 20) if args.quick else (3.0, 60)
-        with Scraper(list(metrics_ports.values())) as scraper:
-            for round_ in range(args.rounds):
-                order = sides if round_ % 2 == 0 else sides[::-1]
-                for side in order:
-                    await side.throughput(seconds)
-                for side in order:
-                    await side.ttft(samples)
-                for side in order:
-                    await side.relay()
-                print(f"  round {round_ + 1}/{args.rounds}: " + "; ".join(
-                    f"{s.name}: {s.rates[-1]:.0f} instr/s, TTFT p50 {_median(s.ttfts) * 1000:.1f} ms, "
-                    f"{s.cpu_per_1000[-1] if s.cpu_per_1000 else float('nan'):.2f} CPU s/1000 tokens" for s in sides),
-                      flush=True)
+        async with started(sides, log_dir, STREAMS):
+            for side in sides:
+                for _ in range(3):  # warm: connections, caches
+                    await side.ttft(5)
+                    await side.throughput(0.5)
+                side.forget()
+            seconds, samples = (1.5, 20) if args.quick else (3.0, 60)
+            with Scraper(list(metrics_ports.values())) as scraper:
+                for round_ in range(args.rounds):
+                    order = sides if round_ % 2 == 0 else sides[::-1]
+                    for side in order:
+                        await side.throughput(seconds)
+                    for side in order:
+                        await side.ttft(samples)
+                    for side in order:
+                        await side.relay(STREAMS)
+                    print(f"  round {round_ + 1}/{args.rounds}: " + "; ".join(
+                        f"{s.name}: {s.rates[-1]:.0f} instr/s, TTFT p50 {median(s.ttfts) * 1000:.1f} ms, "
+                        f"{s.cpu_per_1000[-1] if s.cpu_per_1000 else float('nan'):.2f} CPU s/1000 tokens"
+                        for s in sides), flush=True)
     finally:
-        for side in sides:
-            with contextlib.suppress(Exception):
-                await side.channel.close()
-            side.suite.stop()
-        provider.stop()
         receiver.stop()
     exports = receiver.log_tail(1).partition(": ")[2]
     off, on = sides
     figures = {
-        "instructions_per_second": (_median(off.rates), _median(on.rates)),
-        "ttft_p50_ms": (_median(off.ttfts) * 1000, _median(on.ttfts) * 1000),
+        "instructions_per_second": (median(off.rates), median(on.rates)),
+        "ttft_p50_ms": (median(off.ttfts) * 1000, median(on.ttfts) * 1000),
         "ttft_p99_ms": (percentile(off.ttfts, 99) * 1000, percentile(on.ttfts, 99) * 1000),
-        "cpu_s_per_1000_relayed_tokens": (_median(off.cpu_per_1000), _median(on.cpu_per_1000)),
+        "cpu_s_per_1000_relayed_tokens": (median(off.cpu_per_1000), median(on.cpu_per_1000)),
     }
-    return {"figures": {name: {"off": a, "on": b, "change_pct": (b - a) / a * 100 if a else None}
+    return {"figures": {name: {"off": a, "on": b, "change_pct": change_pct(a, b)}
                         for name, (a, b) in figures.items()},
             "rounds": args.rounds, "on": args.on, "trace_sample_ratio": args.sample, "trace_exports_received": exports, "scrapes": scraper.scrapes,
             "errors": {side.name: side.errors for side in sides},

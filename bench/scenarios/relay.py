@@ -8,6 +8,9 @@ from bench.report import Figure
 from bench.stats import percentile
 
 STREAMS = 200
+# Issue 16's targets: added lateness p99 in ms, the suite's CPU-s per 1,000 relayed tokens (all in).
+LATENESS_P99_TARGET_MS = 120
+CPU_PER_1000_TARGET = 0.15
 
 
 def _pids(bench: Bench, path: str) -> dict[str, int]:
@@ -68,9 +71,12 @@ async def run(bench: Bench) -> list[Figure]:
                note="added; direct column: its raw lateness"),
         Figure("3", f"token lateness p99, {STREAMS}x{models.RELAY_TOKENS} tokens", "ms", p99[US] - p99[DIRECT],
                p99[DIRECT], p99[LITELLM] - p99[DIRECT] if LITELLM in p99 else None,
-               floors.relay_added_token_ms(), note="added; direct column: its raw lateness"),
+               floors.relay_added_token_ms(), target=f"<= {LATENESS_P99_TARGET_MS} ms",
+               met=p99[US] - p99[DIRECT] <= LATENESS_P99_TARGET_MS, note="added; direct column: its raw lateness"),
         Figure("3", "CPU per 1,000 relayed tokens, all in", "CPU-s", per_1000[US], None, per_1000.get(LITELLM),
-               floors.relay_cpu_per_1000(), note="whole streams, 5 suite processes" + short_note),
+               floors.relay_cpu_per_1000(), target=f"<= {CPU_PER_1000_TARGET} CPU-s",
+               met=per_1000[US] is not None and per_1000[US] <= CPU_PER_1000_TARGET,
+               note="whole streams, 5 suite processes" + short_note),
         Figure("3", "CPU per 1,000 tokens, per-stream cost removed", "CPU-s", marginal[US], None,
                marginal.get(LITELLM), floors.relay_cpu_per_1000(),
                note="minus the same burst with 3-token replies"),

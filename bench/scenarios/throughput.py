@@ -15,6 +15,9 @@ from bench.world import unique_name
 
 LEVELS = (1, 8, 64)
 USERS_TO_GET = 16
+# Issue 16's targets, by (kind, path, clients): instructions/s at least, p50 ms at most.
+RATE_TARGETS = {("USER_GET", "submit", 8): 1500}
+P50_TARGETS_MS = {("USER_GET", "submit", 8): 6.0}
 
 
 def _figures(path: str, kind: str, n: int, result: LoadResult) -> list[Figure]:
@@ -24,19 +27,23 @@ def _figures(path: str, kind: str, n: int, result: LoadResult) -> list[Figure]:
     note = f"p50 {p50:.1f} / p99 {p99:.1f} ms; suite CPU {cpu_ms:.2f} ms/instr"
     if result.errors:
         note += f"; {result.errors} errors: {result.first_error}"
-    if n == 1:
-        rate_floor = floors.instruction_latency(path, kind, "p50")
-        rate_floor = floors.Floor(round(1000 / rate_floor.value), "instr/s", "1 / latency floor p50: "
-                                  + rate_floor.built_from)
+    if path == "amqp" and n > 1:
+        rate_floor = floors.broker_instruction_rate()
     else:
-        rate_floor = floors.broker_instruction_rate() if path == "amqp" else None
+        rate_floor = floors.closed_loop_rate(n, floors.instruction_latency(path, kind, "p50"))
     clients = "1 client" if n == 1 else f"{n} clients"
+    rate_target, p50_target = RATE_TARGETS.get((kind, path, n)), P50_TARGETS_MS.get((kind, path, n))
     figures = [Figure("4", f"{kind} via {label}, {clients}", "instr/s", result.rate, floor=rate_floor,
-                      higher_better=True, note=note)]
+                      higher_better=True, note=note, target=f">= {rate_target:,}" if rate_target else "",
+                      met=result.rate >= rate_target if rate_target else None)]
     if n == 1:
         figures += [Figure("4", f"{kind} via {label}, 1 client, {q}", "ms", value,
                            floor=floors.instruction_latency(path, kind, q))
                     for q, value in (("p50", p50), ("p99", p99))]
+    elif p50_target:
+        figures.append(Figure("4", f"{kind} via {label}, {clients}, p50", "ms", p50,
+                              floor=floors.instruction_latency(path, kind, "p50"), target=f"<= {p50_target:g} ms",
+                              met=p50 <= p50_target))
     return figures
 
 
