@@ -19,7 +19,8 @@ from services.common import paging
 from services.common.admission import Admission
 from services.common.db import Database, utcnow
 from services.common.deadlines import SHUTDOWN_GRACE_SECONDS
-from services.common.errors import maps_errors
+from services.common.batching import Batcher
+from services.common.errors import ResourceExhausted, maps_errors
 from services.common import metrics, telemetry
 from services.common.protoconv import timestamp
 from services.common.retention import Pruner
@@ -71,6 +72,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         self._user_limits = user_limits
         self._default_limits = default_limits
         self._now = now
+        self._admissions = Batcher(self._admit_together)
 
     @maps_errors(DOMAIN)
     async def CreateProvider(self, request, context):
@@ -237,15 +239,19 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         if not self._default_limits.any and not await self._user_limits.get("", self._any_user_limits):
             return
         applying = await self._user_limits.get(user_id, lambda: self._limits_of(user_id))
-        if not applying.any:
-            return
+        if applying.any:
+            await self._admissions.call((user_id, applying))  # raises the refusal
+
+    async def _admit_together(self, requests: list[tuple[str, limits.Limits]]) -> list[ResourceExhausted | None]:
+        """The admissions of generations arriving together, in one transaction: one commit and
+        one database thread hop for them all, not one each."""
         now = self._now()
 
         def admit():
             with self._database.writing() as connection:
-                store.admit_generation(connection, user_id, applying, now)
+                return store.admit_generations(connection, requests, now)
 
-        await self._in_thread(admit)
+        return await self._in_thread(admit)
 
     async def _any_user_limits(self) -> bool:
         return await self._read(store.any_user_limits)

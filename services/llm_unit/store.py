@@ -3,7 +3,7 @@
 import dataclasses
 import datetime
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.common.db import Database, as_utc, request_ledger, run_once, utcnow
-from services.common.errors import DomainError
+from services.common.errors import DomainError, ResourceExhausted
 from services.common.retention import deleted_at_index, deleted_rule, ledger_rule, window_rule
 from services.llm_unit import errors, limits, service
 
@@ -374,6 +374,21 @@ def admit_generation(connection: sa.Connection, user_id: str, applying: limits.L
         ).returning(_COUNTERS.c.amount)).first()
         if counted is None:
             raise limits.refusal(user_id, limits.Window.MINUTE, rate, now)
+
+
+def admit_generations(connection: sa.Connection, requests: Sequence[tuple[str, limits.Limits]],
+                      now: datetime.datetime) -> list[ResourceExhausted | None]:
+    """admit_generation for each (user id, limits) in order, in the one transaction: each one's
+    refusal, or None where the generation was admitted (and counted)."""
+    outcomes: list[ResourceExhausted | None] = []
+    for user_id, applying in requests:
+        try:
+            admit_generation(connection, user_id, applying, now)
+        except ResourceExhausted as refusal:  # nothing of it was written: the others go on
+            outcomes.append(refusal)
+        else:
+            outcomes.append(None)
+    return outcomes
 
 
 def add_tokens(connection: sa.Connection, totals: dict) -> None:

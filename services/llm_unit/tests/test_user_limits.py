@@ -2,6 +2,7 @@
 suite-wide defaults, counted in the database (so they hold across replicas). A generation over one is
 refused before its provider is called, saying which limit and when to try again."""
 
+import asyncio
 import datetime
 
 import grpc
@@ -70,6 +71,22 @@ async def test_the_rate_refuses_the_next_generation_of_the_minute_and_allows_it_
         await ask(unit.stub, llm, user_id="u-2")  # another user is not limited
         clock.move(seconds=30)
         await ask(unit.stub, llm)
+
+
+async def test_generations_arriving_together_are_admitted_up_to_the_rate_and_the_rest_refused(
+        database_target, provider_server, clock):
+    async with await start(database_target, clock) as unit:
+        llm = await model(unit.stub, provider_server)
+        await set_limits(unit.stub, requests_per_minute=3)
+
+        # Admitted together (one transaction), the same user's three within the rate and three past it.
+        outcomes = await asyncio.gather(*(ask(unit.stub, llm) for _ in range(6)), ask(unit.stub, llm, user_id="u-2"),
+                                        return_exceptions=True)
+
+        refusals = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+        assert len(refusals) == 3 and all(error_info(r).reason == "USER_RATE_LIMITED" for r in refusals)
+        assert not isinstance(outcomes[-1], BaseException)  # the other user's, in the same batch
+        assert provider_server.stats.started == 4
 
 
 async def test_the_daily_budget_refuses_once_the_days_tokens_reach_it_and_allows_again_the_next_day(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import grpc
 
 from llmchatlinker.chat.v1 import chat_service_pb2 as chat_pb2
-from services.orchestrator.units.batching import Batcher
+from services.common.batching import Batcher
 from services.orchestrator.units.deadlined import DeadlinedStub
 
 

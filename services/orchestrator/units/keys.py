@@ -7,7 +7,7 @@ import asyncio
 
 from llmchatlinker.user.v1 import user_service_pb2 as user_pb2
 from services.common import keys
-from services.orchestrator.units.batching import Batcher
+from services.common.batching import Batcher
 from services.orchestrator.units.deadlined import DeadlinedStub
 
 # How long a verified (or unknown) key is taken as it was: a key revoked through any replica is

@@ -9,7 +9,7 @@ import asyncio
 import grpc
 
 from llmchatlinker.db.v1 import db_service_pb2 as db_pb2
-from services.orchestrator.units.batching import Batcher
+from services.common.batching import Batcher
 from services.orchestrator.units.deadlined import DeadlinedStub
 
 

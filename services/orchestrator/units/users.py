@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import grpc
 
 from llmchatlinker.user.v1 import user_service_pb2 as user_pb2
-from services.orchestrator.units.batching import Batcher
+from services.common.batching import Batcher
 from services.orchestrator.units.deadlined import DeadlinedStub
 from services.orchestrator.units.recording_flags import RecordingFlags
 

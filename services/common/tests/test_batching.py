@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from services.orchestrator.units import batching
-from services.orchestrator.units.batching import Batcher
+from services.common import batching
+from services.common.batching import Batcher
 
 
 class Recorder:

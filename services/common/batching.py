@@ -1,10 +1,11 @@
-"""Joining unit calls: the calls many instructions make at once travel as one batch call.
+"""Joining calls: the calls many requests make at once travel as one batch (a unit call, a transaction).
 
 Hundreds of instructions in flight each need the same kinds of small reads and writes (the
-ledger lookup and store, the user check, a chat's context, a turn's append). One gRPC call costs both sides a fixed amount of CPU
-however little it carries, so calls made in the same event-loop turn, or while the earlier
-batches are still in flight, go together in the next batch. A lone call goes at once: batching
-adds no wait when there is nothing to join.
+orchestrator's ledger lookup and store, user check, chat context and turn append; the llm_unit's
+admission of a generation against its user's limits). One gRPC call, or one transaction, costs a
+fixed amount however little it carries, so calls made in the same event-loop turn, or while the
+earlier batches are still in flight, go together in the next batch. A lone call goes at once:
+batching adds no wait when there is nothing to join.
 """
 
 from __future__ import annotations
