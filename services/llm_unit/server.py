@@ -73,6 +73,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         self._default_limits = default_limits
         self._now = now
         self._admissions = Batcher(self._admit_together)
+        self._limit_reads = Batcher(self._read_limits_together)
 
     @maps_errors(DOMAIN)
     async def CreateProvider(self, request, context):
@@ -257,7 +258,11 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         return await self._read(store.any_user_limits)
 
     async def _limits_of(self, user_id: str) -> limits.Limits:
-        return (await self._read(store.get_user_limits, user_id)).over(self._default_limits)
+        return (await self._limit_reads.call(user_id)).over(self._default_limits)
+
+    async def _read_limits_together(self, user_ids: list[str]) -> list[limits.OwnLimits]:
+        """The limits of users whose generations arrive together, in one read."""
+        return await self._read(store.get_users_limits, user_ids)
 
     @maps_errors(DOMAIN)
     async def SetUserLimits(self, request, context):
