@@ -234,12 +234,13 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         )
 
     async def _admit(self, user_id: str) -> None:
-        """Refuses a generation over one of the user's limits, before any provider is called. With no
-        defaults and no user limited (one read per cache period for the replica), nothing is read
-        per user."""
-        if not self._default_limits.any and not await self._user_limits.get("", self._any_user_limits):
-            return
-        applying = await self._user_limits.get(user_id, lambda: self._limits_of(user_id))
+        """Refuses a generation over one of the user's limits, before any provider is called. While no
+        user has limits of their own (one read per cache period for the replica), no user's limits
+        are read: the defaults apply, and with none, nothing is written either."""
+        if not await self._user_limits.get("", self._any_user_limits):
+            applying = self._default_limits
+        else:
+            applying = await self._user_limits.get(user_id, lambda: self._limits_of(user_id))
         if applying.any:
             await self._admissions.call((user_id, applying))  # raises the refusal
 
