@@ -19,6 +19,8 @@ class Span:
     span_id: str
     parent_span_id: str
     attributes: dict
+    start_ns: int = 0  # Unix time
+    end_ns: int = 0
 
 
 class OtlpReceiver:
@@ -83,7 +85,8 @@ class OtlpReceiver:
                 for span in scope_spans.spans:
                     attributes = {a.key: _value(a.value) for a in span.attributes}
                     found.append(Span(service, span.name, span.kind, span.trace_id.hex(), span.span_id.hex(),
-                                      span.parent_span_id.hex(), attributes))
+                                      span.parent_span_id.hex(), attributes, span.start_time_unix_nano,
+                                      span.end_time_unix_nano))
         with self._lock:
             self.spans.extend(found)
             self.received += len(found)
