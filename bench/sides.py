@@ -34,6 +34,7 @@ class Side:
         self.ttfts: list[float] = []
         self.cpu_per_1000: list[float] = []
         self.walls: dict[int, list[float]] = {}
+        self.cpu_ms_per_generation: dict[int, list[float]] = {}
         self.errors = 0
 
     async def prepare(self, provider_url: str, streams: int,
@@ -52,7 +53,7 @@ class Side:
 
     def forget(self) -> None:
         """Drops the figures taken so far (the warm-up's)."""
-        self.rates, self.ttfts, self.cpu_per_1000, self.walls = [], [], [], {}
+        self.rates, self.ttfts, self.cpu_per_1000, self.walls, self.cpu_ms_per_generation = [], [], [], {}, {}
 
     async def throughput(self, seconds: float) -> None:
         """USER_GET through Submit, CLIENTS closed-loop clients."""
@@ -73,12 +74,16 @@ class Side:
                 self.ttfts.append(timeline.ttft)
 
     async def burst(self, n: int, model: str = models.SLOW) -> None:
-        """n generations at once, each on its own chat: wall time from the first start to the last end."""
+        """n generations at once, each on its own chat: wall time from the first start to the last
+        end, and the suite's CPU per generation."""
         chats = self.world.chats[:n]
+        watch = proc.CpuWatch(self.suite.pids())
+        watch.start()
         started = time.perf_counter()
         timelines = await asyncio.gather(*(self.client.generate(self.world.speakers[c], c, self.world.llm_ids[model],
                                                                 "hello") for c in chats))
         self.walls.setdefault(n, []).append(time.perf_counter() - started)
+        self.cpu_ms_per_generation.setdefault(n, []).append(sum(watch.stop().values()) / n * 1000)
         self.errors += sum(not t.ok for t in timelines)
 
     async def relay(self, streams: int) -> None:

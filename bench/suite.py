@@ -132,6 +132,9 @@ class SuiteOptions:
     queue: str | None = None
     max_in_flight: int | None = None
     env: dict[str, str] = field(default_factory=dict)  # more settings for every service (metrics, tracing)
+    # Orchestrator processes on the one queue (needs amqp_url): the first takes the instructions,
+    # the others stand by and serve Submit through their own front doors.
+    orchestrators: int = 1
 
 
 @dataclass
@@ -147,6 +150,11 @@ class Suite:
     @property
     def orchestrator(self) -> str:
         return self.processes["orchestrator"].address
+
+    @property
+    def front_doors(self) -> list[str]:
+        """Every orchestrator's address, the taker's first."""
+        return [p.address for name, p in self.processes.items() if name.startswith("orchestrator")]
 
     def address(self, name: str) -> str:
         return self.processes[name].address
@@ -191,6 +199,13 @@ class Suite:
         self.processes["orchestrator"] = spawn("orchestrator", [sys.executable, "-m", "services.orchestrator"],
                                                env, ports["orchestrator"], self.log_dir)
         await wait_until(self.processes["orchestrator"], lambda: grpc_serving(self.orchestrator))
+        if self.options.orchestrators > 1 and not self.options.amqp_url:
+            raise ValueError("several orchestrators share a RabbitMQ queue: give amqp_url")
+        for index in range(2, self.options.orchestrators + 1):  # started after the taker: they stand by
+            name, port = f"orchestrator{index}", free_port()
+            self.processes[name] = spawn(name, [sys.executable, "-m", "services.orchestrator"],
+                                         {**env, "LLMCHATLINKER_ORCHESTRATOR_PORT": str(port)}, port, self.log_dir)
+            await wait_until(self.processes[name], lambda a=self.processes[name].address: grpc_serving(a))
 
     def check_alive(self) -> None:
         for process in self.processes.values():
