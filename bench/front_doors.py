@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from bench import models
+from bench import models, proc
 from bench.load import LoadResult, submit_instruction, submit_load
 from bench.sides import Side, median, started
 from bench.stats import percentile
@@ -32,8 +32,9 @@ STREAMS = 100
 async def spread_load(side: Side, clients: int, seconds: float) -> LoadResult:
     """USER_GET from `clients` clients, spread evenly over the suite's front doors."""
     doors = side.suite.front_doors
+    watched = {**side.suite.pids(), **proc.broker_pids()}
     results = await asyncio.gather(*(submit_load(door, submit_instruction("USER_GET", side.user_ids),
-                                                 clients // len(doors), seconds, side.suite.pids())
+                                                 clients // len(doors), seconds, watched)
                                      for door in doors))
     joined = LoadResult(max(r.seconds for r in results))
     for result in results:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -72,3 +73,16 @@ class CpuWatch:
 
     def stop(self) -> dict[str, float]:
         return {name: cpu_seconds(pid) - self._before[name] for name, pid in self._pids.items()}
+
+
+BROKER = "broker (beam.smp)"
+
+
+def broker_pids() -> dict[str, int]:
+    """RabbitMQ's Erlang VM when it runs on this machine (readable in /proc), else nothing."""
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry.name}/comm") as handle:
+                if handle.read().strip() == "beam.smp":
+                    return {BROKER: int(entry.name)}
+    return {}

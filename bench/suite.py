@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -232,9 +233,12 @@ def _pg_connect(server_url: str):
     return connection
 
 
+_DATABASES = itertools.count(1)
+
+
 def _create_pg_database(server_url: str) -> str:
     """A database of the bench's own, so other sessions' schemas are never touched."""
-    name = f"llmchatlinker_bench_{os.getpid()}"
+    name = f"llmchatlinker_bench_{os.getpid()}_{next(_DATABASES)}"  # one per suite: a run may start several
     with contextlib.closing(_pg_connect(server_url)) as connection, connection.cursor() as cursor:
         cursor.execute(f"DROP DATABASE IF EXISTS {name}")
         cursor.execute(f"CREATE DATABASE {name}")

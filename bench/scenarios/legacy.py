@@ -13,7 +13,7 @@ import contextlib
 import os
 import uuid
 
-from bench import floors
+from bench import floors, proc
 from bench.context import Bench
 from bench.legacy_client import LegacyClient
 from bench.legacy_fleet import FleetResult, LegacyFleet
@@ -40,18 +40,8 @@ P99_TARGET_LEVELS = (8, 32)
 # makes one INSERT and commit where the get makes one SELECT, so it is no faster).
 ORIGINAL_CREATE_P50_MS = ORIGINAL[1][1]
 # Names of the CPU figures beside the suite's.
-BROKER = "broker (beam.smp)"
+BROKER = proc.BROKER
 CLIENTS = "legacy clients"
-
-
-def _broker_pids() -> dict[str, int]:
-    """RabbitMQ's Erlang VM when it runs on this machine (readable in /proc), else nothing."""
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError), open(f"/proc/{entry.name}/comm") as handle:
-                if handle.read().strip() == "beam.smp":
-                    return {BROKER: int(entry.name)}
-    return {}
 
 
 @contextlib.asynccontextmanager
@@ -91,7 +81,7 @@ async def _measure(bench: Bench, fleet: LegacyFleet, suite: Suite, what: str, cl
     """Median over `runs` of rate, p50 and p99; and the suite's CPU per instruction over all runs."""
     outcomes: list[FleetResult] = []
     # The broker and the clients share the two cores with the suite: their CPU is shown beside it.
-    others = {**_broker_pids(), **{f"{CLIENTS} {i}": pid for i, pid in enumerate(fleet.pids()[:clients])}}
+    others = {**proc.broker_pids(), **{f"{CLIENTS} {i}": pid for i, pid in enumerate(fleet.pids()[:clients])}}
     watch = CpuWatch({**suite.pids(), **others})
     cpu: dict[str, float] = {}
     for run in range(runs):
