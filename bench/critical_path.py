@@ -1,9 +1,9 @@
-"""`python -m bench.critical_path`: where one generation's time goes, step by step, from its spans.
+"""`python -m bench.critical_path`: where one instruction's time goes, step by step, from its spans.
 
-A suite sends every span to the test kit's OTLP receiver; generations run one at a time (the
-stand-in LLM answering at once), and for each step (a service and span name) this prints when it
-began after the Submit call arrived and how long it took, as medians over the generations, beside
-the time to first token the client saw. Tracing adds its own cost to every step (some 30 µs a
+A suite sends every span to the test kit's OTLP receiver; instructions run one at a time (a
+generation: the stand-in LLM answering at once), and for each step (a service and span name) this
+prints when it began after the Submit call arrived and how long it took, as medians over the
+instructions, beside what the client saw (a generation's time to first token, else its latency). Tracing adds its own cost to every step (some 30 µs a
 span), so read the shape (which steps are sequential, where the gaps are), not the totals.
 """
 
@@ -12,31 +12,55 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import time
+
+from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
 
 from bench.sides import Side, median, started
 from bench.suite import REPO, Suite, SuiteOptions
+from bench.world import unique_name
 from testkit.otlp import OtlpReceiver
 
 SUBMIT = "llmchatlinker.orchestrator.v1.OrchestratorService/Submit"
-GENERATE = "llmchatlinker.llm.v1.LlmService/GenerateReply"
 ORCHESTRATOR = "orchestrator"
+# The server side of each kind's last unit call: once exported, so is the rest of its trace.
+LAST_STEP = {"generate": ("llm_unit", "llmchatlinker.llm.v1.LlmService/GenerateReply"),
+             "user_create": ("db_unit", "llmchatlinker.db.v1.RecordService/PutResults"),
+             "user_get": ("user_unit", "llmchatlinker.user.v1.UserService/BatchGetUsers")}
 WARM = 20
 
 
-async def run(samples: int) -> tuple[list[float], dict[tuple[str, str], tuple[list[float], list[float]]]]:
+async def _one_at_a_time(side: Side, kind: str, count: int) -> list[float]:
+    """Client-side times: a generation's time to first token, another instruction's latency."""
+    if kind == "generate":
+        side.forget()
+        await side.ttft(count)
+        return side.ttfts
+    times = []
+    for _ in range(count):
+        began = time.perf_counter()
+        if kind == "user_create":
+            await side.client.run(user_create=pb.UserCreate(username=unique_name("path")))
+        else:
+            await side.client.run(user_get=pb.UserGet(user_id=side.user_ids[0]))
+        times.append(time.perf_counter() - began)
+    return times
+
+
+async def run(samples: int, kind: str) -> tuple[list[float], dict[tuple[str, str], tuple[list[float], list[float]]]]:
     log_dir = REPO / "bench" / "results" / "logs" / "critical_path"
     log_dir.mkdir(parents=True, exist_ok=True)
     receiver = OtlpReceiver().start()
     side = Side("traced", Suite(SuiteOptions(env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}), log_dir))
     try:
         async with started([side], log_dir, 1):
-            await side.ttft(WARM)
-            side.forget()
-            await side.ttft(samples)
-            # Each service exports on its own schedule: wait for the last step of every generation.
+            await _one_at_a_time(side, kind, WARM)
+            times = await _one_at_a_time(side, kind, samples)
+            # Each service exports on its own schedule: wait for the last step of every instruction.
+            last = LAST_STEP[kind]
             spans = await asyncio.to_thread(receiver.wait_for, lambda found: all(
                 sum(s.service == service and s.name == name for s in found) >= WARM + samples
-                for service, name in ((ORCHESTRATOR, SUBMIT), ("llm_unit", GENERATE))))
+                for service, name in ((ORCHESTRATOR, SUBMIT), last)))
     finally:
         receiver.stop()
     by_trace = collections.defaultdict(list)
@@ -50,16 +74,18 @@ async def run(samples: int) -> tuple[list[float], dict[tuple[str, str], tuple[li
             offsets, durations = steps[(span.service, span.name)]
             offsets.append((span.start_ns - began) / 1e6)
             durations.append((span.end_ns - span.start_ns) / 1e6)
-    return side.ttfts, steps
+    return times, steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.critical_path", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument("--kind", choices=sorted(LAST_STEP), default="generate")
     args = parser.parse_args()
-    ttfts, steps = asyncio.run(run(args.samples))
-    print(f"time to first token at the client, p50: {median(ttfts) * 1000:.2f} ms ({len(ttfts)} generations, traced)")
+    times, steps = asyncio.run(run(args.samples, args.kind))
+    seen = "time to first token" if args.kind == "generate" else "latency"
+    print(f"{args.kind}: {seen} at the client, p50 {median(times) * 1000:.2f} ms ({len(times)}, traced)")
     print(f"{'begins (ms)':>11} {'takes (ms)':>10}  step")
     for (service, name), (offsets, durations) in sorted(steps.items(), key=lambda item: median(item[1][0])):
         print(f"{median(offsets):>11.2f} {median(durations):>10.2f}  {service}: {name.rsplit('.', 1)[-1]}")
