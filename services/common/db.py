@@ -86,7 +86,7 @@ class Database:
         # one before it ends; left to SQLite's busy handler they would poll, sleeping 1, 2, 5, 10 ...
         # ms between tries, which under load costs each write milliseconds. (Other processes on
         # the same file still queue on busy_timeout.)
-        self._writer = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
+        self._writer = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
 
     @property
     def shown_url(self) -> str:
