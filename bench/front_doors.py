@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import time
 from pathlib import Path
 
 from bench import models, proc
 from bench.load import LoadResult, submit_instruction, submit_load
-from bench.sides import Side, median, started
+from bench.sides import Side, median, save, started
 from bench.stats import percentile
 from bench.submit_client import SubmitClient, channel
 from bench.suite import REPO, Suite, SuiteOptions, delete_queues
@@ -119,9 +118,7 @@ def main() -> None:
         print(f"\n{name}:")
         for figure, value in figures.items():
             print(f"  {figure:<30} {value if isinstance(value, dict) else round(value, 2)}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    save(report, args.json)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import sys
 import threading
 import urllib.request
 from pathlib import Path
 
-from bench.sides import Side, change_pct, median, started
+from bench.sides import Side, change_pct, median, save, started
 from bench.stats import percentile
 from bench.suite import REPO, SERVICES, Suite, SuiteOptions, free_port, http_answers, spawn, wait_until
 
@@ -127,9 +126,7 @@ def main() -> None:
         print(f"{name:<34} {figure['off']:>10.2f} {figure['on']:>10.2f} {change:>8}")
     print(f"trace exports received by the collector: {report['trace_exports_received']}; scrapes: {report['scrapes']:,}; "
           f"errors: {report['errors']}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    save(report, args.json)
 
 
 if __name__ == "__main__":

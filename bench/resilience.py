@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from pathlib import Path
 
 from llmchatlinker.llm.v1 import llm_service_pb2 as llm_pb
@@ -29,7 +28,7 @@ from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
 
 from bench import models
 from bench.openai_client import OpenAiStreamer
-from bench.sides import Side, change_pct, median, started
+from bench.sides import Side, change_pct, median, save, started
 from bench.stats import percentile
 from bench.submit_client import SubmitClient
 from bench.suite import REPO, Suite, SuiteOptions
@@ -134,9 +133,7 @@ def main() -> None:
         print(f"{name:<26} {figure['off']:>8.3f} " + " ".join(
             f"{figure[side]:>8.3f} {_change(figure[side + '_change_pct'])}" for side in compared))
     print(f"direct TTFT p50 {report['direct_ttft_p50_ms']:.2f} ms; errors: {report['errors']}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    save(report, args.json)
 
 
 if __name__ == "__main__":

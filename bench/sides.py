@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
 
@@ -104,6 +106,13 @@ class Side:
         with contextlib.suppress(Exception):
             await self.channel.close()
         self.suite.stop()
+
+
+def save(report: dict, path: Path) -> None:
+    """Writes a comparison's figures as JSON and says where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 def median(values: list[float]) -> float:
