@@ -122,7 +122,9 @@ class Database:
             # A read-only transaction never upgrades: a deferred BEGIN reads a WAL snapshot
             # without the lock, so reads neither wait for writers nor make them wait.
             reading = connection.get_execution_options().get(_READING, False)
-            connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
+            # On the driver's connection: through exec_driver_sql the BEGIN cost a third of an
+            # empty transaction's CPU.
+            connection.connection.driver_connection.execute("BEGIN" if reading else "BEGIN IMMEDIATE")
 
         return engine
 
