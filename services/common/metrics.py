@@ -88,9 +88,11 @@ def split_method(full_method: str) -> tuple[str, str]:
 
 def watch_database(database, unit: str) -> None:
     """Times every statement of `database` (a services.common.db.Database) and reports its pool's
-    connections in use, labelled `unit`. Two SQLAlchemy events per statement; the pool is read at
-    scrape time."""
+    connections in use, labelled `unit`. Two SQLAlchemy events per statement, and a timer for those
+    run on the DB-API cursor (db.run_on_cursor); the pool is read at scrape time."""
     from sqlalchemy import event
+
+    from services.common.db import time_cursor_statements
 
     histogram = DATABASE_SECONDS.labels(unit)
     engine = database.engine
@@ -114,6 +116,8 @@ def watch_database(database, unit: str) -> None:
         started = context.connection.info.get("llmchatlinker_started") if context.connection is not None else None
         if started:
             took(time.perf_counter() - started.pop())
+
+    time_cursor_statements(engine, took)
 
     def in_use() -> float:
         checked_out = getattr(engine.pool, "checkedout", None)  # dispose() makes a new pool

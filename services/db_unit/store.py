@@ -11,7 +11,7 @@ from sqlalchemy import orm
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.common.db import request_ledger, utcnow
+from services.common.db import request_ledger, run_on_cursor, utcnow
 from services.common.limits import MAX_ID_CHARS
 from services.common.retention import deleted_at_index, deleted_rule, ledger_rule
 from services.db_unit.service import NewRecord
@@ -253,7 +253,7 @@ class Results:
     """A transaction's view of the result ledger (service.Results)."""
 
     def __init__(self, transaction: sa.Connection):
-        self._dbapi = transaction.connection.driver_connection
+        self._transaction = transaction
         self._ledger = _ledger(transaction.dialect)
 
     def put(self, new: dict[str, bytes], digests: Mapping[str, bytes] = {}) -> dict[str, StoredResult]:  # noqa: B006
@@ -273,12 +273,7 @@ class Results:
         return list(map(self._ledger.stored, self._run(*self._ledger.select(instruction_ids))))
 
     def _run(self, statement: str, parameters: Sequence) -> list[tuple]:
-        cursor = self._dbapi.cursor()
-        try:
-            cursor.execute(statement, parameters)
-            return cursor.fetchall()
-        finally:
-            cursor.close()
+        return run_on_cursor(self._transaction, statement, parameters)
 
 
 def count_delivery(connection: sa.Connection, instruction_id: str) -> int:

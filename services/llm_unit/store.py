@@ -11,7 +11,7 @@ from sqlalchemy import orm
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from services.common.db import Database, as_utc, request_ledger, run_once, utcnow
+from services.common.db import Database, as_utc, request_ledger, run_on_cursor, run_once, utcnow
 from services.common.errors import DomainError, ResourceExhausted
 from services.common.retention import deleted_at_index, deleted_rule, ledger_rule, window_rule
 from services.llm_unit import errors, limits, service
@@ -378,26 +378,20 @@ def admit_generation(connection: sa.Connection, user_id: str, applying: limits.L
     # Window starts as the column's type stores them (SQLite: text), so they match rows written by Core.
     column_type = _COUNTERS.c.window_start.type.dialect_impl(connection.dialect)
     stored = column_type.bind_processor(connection.dialect) or (lambda value: value)
-    cursor = connection.connection.cursor()
-    try:
-        if applying.tokens_per_day or applying.tokens_per_month:
-            cursor.execute(spent_sql, (user_id, limits.Window.DAY.value,
-                                       stored(limits.window_start(limits.Window.DAY, now)),
-                                       limits.Window.MONTH.value,
-                                       stored(limits.window_start(limits.Window.MONTH, now))))
-            spent = dict(cursor.fetchall())
-            for window, budget in ((limits.Window.DAY, applying.tokens_per_day),
-                                   (limits.Window.MONTH, applying.tokens_per_month)):
-                if budget and spent.get(window.value, 0) >= budget:
-                    raise limits.refusal(user_id, window, budget, now)
-        rate = applying.requests_per_minute
-        if rate:
-            cursor.execute(count_sql, (user_id, limits.Window.MINUTE.value,
-                                       stored(limits.window_start(limits.Window.MINUTE, now)), rate))
-            if cursor.fetchone() is None:
-                raise limits.refusal(user_id, limits.Window.MINUTE, rate, now)
-    finally:
-        cursor.close()
+    if applying.tokens_per_day or applying.tokens_per_month:
+        spent = dict(run_on_cursor(connection, spent_sql, (
+            user_id, limits.Window.DAY.value, stored(limits.window_start(limits.Window.DAY, now)),
+            limits.Window.MONTH.value, stored(limits.window_start(limits.Window.MONTH, now)))))
+        for window, budget in ((limits.Window.DAY, applying.tokens_per_day),
+                               (limits.Window.MONTH, applying.tokens_per_month)):
+            if budget and spent.get(window.value, 0) >= budget:
+                raise limits.refusal(user_id, window, budget, now)
+    rate = applying.requests_per_minute
+    if rate:
+        counted = run_on_cursor(connection, count_sql, (
+            user_id, limits.Window.MINUTE.value, stored(limits.window_start(limits.Window.MINUTE, now)), rate))
+        if not counted:
+            raise limits.refusal(user_id, limits.Window.MINUTE, rate, now)
 
 
 def admit_generations(connection: sa.Connection, requests: Sequence[tuple[str, limits.Limits]],
