@@ -216,7 +216,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
 
     @maps_errors(DOMAIN)
     async def ListUsage(self, request, context):
-        if isinstance(self._usage, NoUsage):
+        if not self._usage.accounting:
             raise errors.usage_accounting_off("no usage to report")
         grouping = _GROUPINGS.get(request.group_by)
         if grouping is None:
@@ -270,7 +270,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         own = limits.own_limits(request.user_id, _optional(request, "requests_per_minute"),
                                 _optional(request, "tokens_per_day"), _optional(request, "tokens_per_month"))
         defaults = self._default_limits
-        if isinstance(self._usage, NoUsage) and (own.tokens_per_day or own.tokens_per_month):
+        if not self._usage.accounting and (own.tokens_per_day or own.tokens_per_month):
             raise errors.usage_accounting_off("token budgets cannot be kept")
 
         def apply(session):

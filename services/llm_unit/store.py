@@ -375,9 +375,7 @@ def admit_generation(connection: sa.Connection, user_id: str, applying: limits.L
     minute (when a rate applies). One transaction: the conditional increment is atomic, so
     replicas admitting at once never let more through than the rate."""
     spent_sql, count_sql = _ADMISSION_SQL[connection.dialect.name]
-    # Window starts as the column's type stores them (SQLite: text), so they match rows written by Core.
-    column_type = _COUNTERS.c.window_start.type.dialect_impl(connection.dialect)
-    stored = column_type.bind_processor(connection.dialect) or (lambda value: value)
+    stored = _window_start_as_stored(connection.dialect)
     if applying.tokens_per_day or applying.tokens_per_month:
         spent = dict(run_on_cursor(connection, spent_sql, (
             user_id, limits.Window.DAY.value, stored(limits.window_start(limits.Window.DAY, now)),
@@ -392,6 +390,20 @@ def admit_generation(connection: sa.Connection, user_id: str, applying: limits.L
             user_id, limits.Window.MINUTE.value, stored(limits.window_start(limits.Window.MINUTE, now)), rate))
         if not counted:
             raise limits.refusal(user_id, limits.Window.MINUTE, rate, now)
+
+
+_WINDOW_STARTS: dict[tuple[str, str], Callable] = {}
+
+
+def _window_start_as_stored(dialect: sa.Dialect) -> Callable:
+    """A window start as the column's type stores it (SQLite: text), so the admission's statements
+    match rows written through Core; built once per dialect."""
+    key = (dialect.name, dialect.driver)
+    convert = _WINDOW_STARTS.get(key)
+    if convert is None:
+        column_type = _COUNTERS.c.window_start.type.dialect_impl(dialect)
+        convert = _WINDOW_STARTS[key] = column_type.bind_processor(dialect) or (lambda value: value)
+    return convert
 
 
 def admit_generations(connection: sa.Connection, requests: Sequence[tuple[str, limits.Limits]],

@@ -22,6 +22,8 @@ MAX_PENDING = 100_000
 
 
 class UsageLedger:
+    accounting = True  # records are kept (NoUsage: they are not)
+
     def __init__(self, write: Callable[[list[service.Usage]], Awaitable[None]]) -> None:
         """`write` stores a batch in one transaction (in a database thread)."""
         self._write = write
@@ -79,6 +81,8 @@ class UsageLedger:
 class NoUsage:
     """The ledger when usage accounting is off (LLMCHATLINKER_LLM_UNIT_USAGE_ACCOUNTING=false):
     records are dropped as they are handed over, and nothing is ever written."""
+
+    accounting = False
 
     def start(self) -> None:
         pass
