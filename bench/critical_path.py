@@ -16,6 +16,7 @@ import time
 
 from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
 
+from bench.resilience import LIMITS
 from bench.sides import Side, median, started
 from bench.suite import REPO, Suite, SuiteOptions
 from bench.world import unique_name
@@ -47,11 +48,12 @@ async def _one_at_a_time(side: Side, kind: str, count: int) -> list[float]:
     return times
 
 
-async def run(samples: int, kind: str) -> tuple[list[float], dict[tuple[str, str], tuple[list[float], list[float]]]]:
+async def run(samples: int, kind: str, options: SuiteOptions) -> tuple[list[float], dict[tuple[str, str], tuple[list[float], list[float]]]]:
     log_dir = REPO / "bench" / "results" / "logs" / "critical_path"
     log_dir.mkdir(parents=True, exist_ok=True)
     receiver = OtlpReceiver().start()
-    side = Side("traced", Suite(SuiteOptions(env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}), log_dir))
+    options.env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
+    side = Side("traced", Suite(options, log_dir))
     try:
         async with started([side], log_dir, 1):
             await _one_at_a_time(side, kind, WARM)
@@ -82,8 +84,13 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--kind", choices=sorted(LAST_STEP), default="generate")
+    parser.add_argument("--postgres", action="store_true", help="the units on PostgreSQL, not SQLite")
+    parser.add_argument("--postgres-url", default="postgresql+psycopg2://postgres@127.0.0.1:5432")
+    parser.add_argument("--limits", action="store_true", help="per-user limits on every user (bench.resilience's)")
     args = parser.parse_args()
-    times, steps = asyncio.run(run(args.samples, args.kind))
+    options = SuiteOptions(postgres_url=args.postgres_url if args.postgres else None,
+                           env=dict(LIMITS) if args.limits else {})
+    times, steps = asyncio.run(run(args.samples, args.kind, options))
     seen = "time to first token" if args.kind == "generate" else "latency"
     print(f"{args.kind}: {seen} at the client, p50 {median(times) * 1000:.2f} ms ({len(times)}, traced)")
     print(f"{'begins (ms)':>11} {'takes (ms)':>10}  step")

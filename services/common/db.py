@@ -69,6 +69,8 @@ class DatabaseUnreachable(RuntimeError):
 
 # Seconds a new PostgreSQL connection may take: an unreachable host fails the start in seconds.
 CONNECT_TIMEOUT_SECONDS = 10
+# Connections kept for autocommitting() (the llm_unit's admissions; each batch takes one).
+AUTOCOMMIT_POOL_SIZE = 2
 
 
 class Database:
@@ -80,6 +82,10 @@ class Database:
             self.is_sqlite = self.url.get_backend_name() == "sqlite"
             self.schema = None if self.is_sqlite else schema
             self.engine = self._sqlite_engine() if self.is_sqlite else self._server_engine(pool_size)
+            # For autocommitting(): its connections stay in autocommit, since switching a pooled
+            # connection in and out of it costs more than the one-statement write it is for.
+            self._autocommit_engine = (None if self.is_sqlite
+                                       else self._server_engine(AUTOCOMMIT_POOL_SIZE, isolation_level="AUTOCOMMIT"))
         except sa.exc.ArgumentError as error:  # unknown scheme or driver, malformed URL
             raise DatabaseUnreachable(f"cannot use the database URL: {error}") from None
         except OSError as error:  # an SQLite file or folder that cannot be made
@@ -131,7 +137,12 @@ class Database:
 
         return engine
 
-    def _server_engine(self, pool_size: int) -> sa.Engine:
+    @property
+    def engines(self) -> list[sa.Engine]:
+        """Every engine of the database: `engine`, and on PostgreSQL autocommitting()'s."""
+        return [self.engine] + ([self._autocommit_engine] if self._autocommit_engine is not None else [])
+
+    def _server_engine(self, pool_size: int, **options) -> sa.Engine:
         connect_args: dict = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
         if self.schema:
             connect_args["options"] = f"-csearch_path={self.schema}"
@@ -144,6 +155,7 @@ class Database:
             pool_recycle=POOL_RECYCLE_SECONDS,
             connect_args=connect_args,
             hide_parameters=True,  # errors (and so logs) never show stored values: inputs, keys
+            **options,
         )
 
         # pool_pre_ping would cost a round trip on every checkout (most of a short read's time):
@@ -196,6 +208,18 @@ class Database:
         with self._writer, self.engine.begin() as connection:
             yield connection
 
+    @contextlib.contextmanager
+    def autocommitting(self) -> Iterator[sa.Connection]:
+        """For writes of one statement each: on PostgreSQL a connection on which every statement is
+        its own transaction (one round trip, where a transaction adds BEGIN and COMMIT to it); on
+        SQLite a write transaction, as writing()."""
+        if self.is_sqlite:
+            with self.writing() as connection:
+                yield connection
+            return
+        with self._autocommit_engine.connect() as connection:
+            yield connection
+
     def migrate(self, versions_dir: pathlib.Path, metadata: sa.MetaData, attributes: Mapping[str, object] | None = None,
                 revision: str = "head") -> None:
         """Brings the unit's schema to the newest migration (or `revision`); safe to run from several
@@ -234,7 +258,8 @@ class Database:
             return [diff for diff in compare_metadata(context, metadata) if not _is_alembic_table(diff)]
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        for engine in self.engines:
+            engine.dispose()
 
 
 # SQLite writes its -wal, -shm and -journal files with the database file's mode.

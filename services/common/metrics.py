@@ -117,7 +117,8 @@ def watch_database(database, unit: str) -> None:
         if started:
             took(time.perf_counter() - started.pop())
 
-    time_cursor_statements(engine, took)
+    for each in database.engines:
+        time_cursor_statements(each, took)
 
     def in_use() -> float:
         checked_out = getattr(engine.pool, "checkedout", None)  # dispose() makes a new pool

@@ -20,7 +20,7 @@ from services.common.admission import Admission
 from services.common.db import Database, utcnow
 from services.common.deadlines import SHUTDOWN_GRACE_SECONDS
 from services.common.batching import Batcher
-from services.common.errors import ResourceExhausted, maps_errors
+from services.common.errors import DomainError, ResourceExhausted, maps_errors
 from services.common import metrics, telemetry
 from services.common.protoconv import timestamp
 from services.common.retention import Pruner
@@ -42,6 +42,8 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LlmService"].full_name
 MIGRATIONS = pathlib.Path(__file__).resolve().parent / "migrations"
 # Threads that run the (synchronous) database transactions, off the event loop.
 DATABASE_THREADS = 8
+# Generations one AdmitGenerations call admits at most.
+MAX_ADMISSIONS = 1_000
 _KINDS = {pb.PROVIDER_KIND_OPENAI: service.Kind.OPENAI, pb.PROVIDER_KIND_OLLAMA: service.Kind.OLLAMA}
 _KIND_NUMBERS = {kind: number for number, kind in _KINDS.items()}
 _GROUPINGS = {pb.USAGE_GROUPING_USER: service.Grouping.USER, pb.USAGE_GROUPING_LLM: service.Grouping.LLM,
@@ -179,7 +181,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         llm_id = service.required_id(request.llm_id, "llm_id")
         llm, provider = await self._model(llm_id)
         service.check_provider(llm, request.provider_id)
-        if request.user_id:
+        if request.user_id and not request.admitted:  # else admitted ahead (AdmitGenerations)
             await self._admit(request.user_id)
         with Watch(provider.name, llm.name, provider.api_endpoint) as watch:
             async with self._failover.reply(self._candidates(llm, provider), messages, deadline, budget) as answer:
@@ -233,10 +235,33 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
             next_page_token="" if last_key is None else base64.urlsafe_b64encode(last_key.encode()).decode(),
         )
 
+    @maps_errors(DOMAIN)
+    async def AdmitGenerations(self, request, context):
+        if not 1 <= len(request.user_ids) <= MAX_ADMISSIONS:
+            raise errors.invalid(f"user_ids must hold 1 to {MAX_ADMISSIONS:,} ids (got {len(request.user_ids):,})",
+                                 "INVALID_BATCH_SIZE")
+        # Each through the one batcher, so that these and GenerateReply's own admissions share a
+        # transaction; an entry's own error (a limit, a malformed id) is its refusal alone.
+        outcomes = await asyncio.gather(*(self._admit(user_id) for user_id in request.user_ids),
+                                        return_exceptions=True)
+        admissions = []
+        for outcome in outcomes:
+            if isinstance(outcome, DomainError):
+                admissions.append(pb.GenerationAdmission(refusal=pb.AdmissionRefusal(
+                    code=outcome.code.value[0], message=outcome.message, reason=outcome.reason, domain=DOMAIN,
+                    metadata=outcome.metadata)))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                admissions.append(pb.GenerationAdmission())
+        in_force = self._default_limits.any or await self._user_limits.get("", self._any_user_limits)
+        return pb.AdmitGenerationsResponse(admissions=admissions, limits_in_force=in_force)
+
     async def _admit(self, user_id: str) -> None:
         """Refuses a generation over one of the user's limits, before any provider is called. While no
         user has limits of their own (one read per cache period for the replica), no user's limits
         are read: the defaults apply, and with none, nothing is written either."""
+        limits.user_id_of(user_id)
         if not await self._user_limits.get("", self._any_user_limits):
             applying = self._default_limits
         else:
@@ -245,12 +270,12 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
             await self._admissions.call((user_id, applying))  # raises the refusal
 
     async def _admit_together(self, requests: list[tuple[str, limits.Limits]]) -> list[ResourceExhausted | None]:
-        """The admissions of generations arriving together, in one transaction: one commit and
-        one database thread hop for them all, not one each."""
+        """The admissions of generations arriving together, on one connection and one database
+        thread hop (SQLite: one transaction; PostgreSQL: one round trip each, no BEGIN or COMMIT)."""
         now = self._now()
 
         def admit():
-            with self._database.writing() as connection:
+            with self._database.autocommitting() as connection:  # one transaction per statement on PostgreSQL
                 return store.admit_generations(connection, requests, now)
 
         return await self._in_thread(admit)

@@ -151,3 +151,37 @@ async def test_limits_are_checked(sqlite_unit):
     await expect_error(set_limits(sqlite_unit.stub, tokens_per_day=-1), grpc.StatusCode.INVALID_ARGUMENT,
                        "INVALID_LIMIT")
     await expect_error(set_limits(sqlite_unit.stub, user_id=""), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_USER_ID")
+
+
+async def admit(stub, *user_ids: str) -> pb.AdmitGenerationsResponse:
+    return await stub.AdmitGenerations(pb.AdmitGenerationsRequest(user_ids=list(user_ids)))
+
+
+async def test_generations_admitted_ahead_are_counted_once_and_those_over_the_rate_refused_alone(
+        database_target, provider_server, clock):
+    async with await start(database_target, clock) as unit:
+        llm = await model(unit.stub, provider_server)
+        await set_limits(unit.stub, requests_per_minute=2)
+
+        answer = await admit(unit.stub, "u-1", "u-2", "u-1", "u-1", "x" * 129)
+
+        assert answer.limits_in_force
+        refusals = [a.refusal if a.HasField("refusal") else None for a in answer.admissions]
+        assert refusals[:3] == [None, None, None]
+        assert (refusals[3].code, refusals[3].reason, refusals[3].domain) == (EXHAUSTED.value[0], "USER_RATE_LIMITED",
+                                                                            "llm.llmchatlinker.dev")
+        assert dict(refusals[3].metadata) == {"retryTime": "2026-05-31T23:59:00Z", "retryAfterSeconds": "30"}
+        assert (refusals[4].code, refusals[4].reason) == (grpc.StatusCode.INVALID_ARGUMENT.value[0], "INVALID_USER_ID")
+        # Admitted ahead: not counted again. Not admitted ahead: counted, and over the rate.
+        await generate(unit.stub, llm.llm_id, messages=HELLO, user_id="u-1", admitted=True)
+        await refused(unit.stub, llm, "USER_RATE_LIMITED")
+        assert provider_server.stats.started == 1
+
+
+async def test_admitting_says_whether_any_limits_are_in_force(sqlite_unit):
+    assert not (await admit(sqlite_unit.stub, "u-1")).limits_in_force  # nothing counted, nothing to count
+
+    await set_limits(sqlite_unit.stub, user_id="u-2", requests_per_minute=5)
+
+    assert (await admit(sqlite_unit.stub, "u-1")).limits_in_force  # u-1 has none, but another user has
+    await expect_error(admit(sqlite_unit.stub), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_BATCH_SIZE")
