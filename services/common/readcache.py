@@ -27,7 +27,8 @@ class ReadCache(Generic[Value]):
         self._ttl = ttl
         self._max_entries = max_entries
         self._clock = clock
-        self._entries: collections.OrderedDict[str, tuple[float, Value]] = collections.OrderedDict()
+        # key -> (expires, value, when its load ended)
+        self._entries: collections.OrderedDict[str, tuple[float, Value, float]] = collections.OrderedDict()
         self._loads: dict[str, asyncio.Task[Value]] = {}
 
     async def get(self, key: str, load: Callable[[], Awaitable[Value]]) -> Value:
@@ -45,6 +46,22 @@ class ReadCache(Generic[Value]):
         self._entries.clear()
         self._loads.clear()
 
+    def update(self, key, change: Callable[[Value], Value], written_since: float) -> None:
+        """Applies a write made through this process, begun at `written_since` (this cache's clock),
+        to the value kept for `key`: a value whose load ended before then gets `change`; one loaded
+        since may have read the write already and is forgotten, as is a load still in flight."""
+        if self._loads.pop(key, None) is not None:
+            self._entries.pop(key, None)
+            return
+        entry = self._entries.get(key)
+        if entry is None:
+            return
+        expires, value, loaded = entry
+        if loaded < written_since:
+            self._entries[key] = (expires, change(value), loaded)
+        else:
+            del self._entries[key]
+
     async def _load(self, key: str, load: Callable[[], Awaitable[Value]]) -> Value:
         flight = asyncio.current_task()
         # The entry's life runs from the start of the read: whatever was committed before
@@ -58,7 +75,7 @@ class ReadCache(Generic[Value]):
             if current:
                 del self._loads[key]
         if current and self._ttl > 0:
-            self._entries[key] = (expires, value)
+            self._entries[key] = (expires, value, self._clock())
             self._entries.move_to_end(key)
             if len(self._entries) > self._max_entries:
                 self._entries.popitem(last=False)

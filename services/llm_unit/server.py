@@ -20,12 +20,12 @@ from services.common.admission import Admission
 from services.common.db import Database, utcnow
 from services.common.deadlines import SHUTDOWN_GRACE_SECONDS
 from services.common.batching import Batcher
-from services.common.errors import DomainError, ResourceExhausted, maps_errors
+from services.common.errors import maps_errors
 from services.common import metrics, telemetry
 from services.common.protoconv import timestamp
 from services.common.retention import Pruner
 from services.common.serving import AsyncServer, failing_in_one_line
-from services.llm_unit import errors, keyring, limits, service, store
+from services.llm_unit import errors, keyring, limits, service, shares, store
 from services.llm_unit.failover import Failover, RetryPolicy
 from services.llm_unit.traffic import Breakers, Circuit, Gates
 from services.llm_unit.usage import NoUsage, UsageLedger
@@ -42,8 +42,11 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LlmService"].full_name
 MIGRATIONS = pathlib.Path(__file__).resolve().parent / "migrations"
 # Threads that run the (synchronous) database transactions, off the event loop.
 DATABASE_THREADS = 8
-# Generations one AdmitGenerations call admits at most.
-MAX_ADMISSIONS = 1_000
+# Seconds the tokens a user has spent (read for their budgets) are used without reading them again:
+# tokens counted through another replica are seen this much later (this replica's, at once), on
+# top of the usage ledger's FLUSH_SECONDS. Users kept at most.
+SPENT_TTL_S = 1.0
+SPENT_ENTRIES = 100_000
 _KINDS = {pb.PROVIDER_KIND_OPENAI: service.Kind.OPENAI, pb.PROVIDER_KIND_OLLAMA: service.Kind.OLLAMA}
 _KIND_NUMBERS = {kind: number for number, kind in _KINDS.items()}
 _GROUPINGS = {pb.USAGE_GROUPING_USER: service.Grouping.USER, pb.USAGE_GROUPING_LLM: service.Grouping.LLM,
@@ -57,7 +60,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
                  generation_timeout_ms: int, models: ReadCache[tuple[service.Llm, service.Provider]],
                  keys: keyring.Keyring, addresses: Policy, failover: Failover, breakers: Breakers,
                  usage: UsageLedger | NoUsage, user_limits: ReadCache[limits.Limits | bool], default_limits: limits.Limits,
-                 now: Callable[[], datetime.datetime]) -> None:
+                 spent: ReadCache[tuple[int, int]], now: Callable[[], datetime.datetime]) -> None:
         self._database = database
         self._keys = keys
         self._addresses = addresses
@@ -74,8 +77,13 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         self._user_limits = user_limits
         self._default_limits = default_limits
         self._now = now
-        self._admissions = Batcher(self._admit_together)
         self._limit_reads = Batcher(self._read_limits_together)
+        # Admission: units of users' rates taken ahead from the database (shares.py), and the tokens
+        # users have spent today and this month, by (user, day, month), kept for a short while.
+        self._shares = shares.RateShares()
+        self._share_takes = Batcher(self._take_shares_together)
+        self._spent = spent
+        self._spent_reads = Batcher(self._read_spent_together)
 
     @maps_errors(DOMAIN)
     async def CreateProvider(self, request, context):
@@ -181,7 +189,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         llm_id = service.required_id(request.llm_id, "llm_id")
         llm, provider = await self._model(llm_id)
         service.check_provider(llm, request.provider_id)
-        if request.user_id and not request.admitted:  # else admitted ahead (AdmitGenerations)
+        if request.user_id:
             await self._admit(request.user_id)
         with Watch(provider.name, llm.name, provider.api_endpoint) as watch:
             async with self._failover.reply(self._candidates(llm, provider), messages, deadline, budget) as answer:
@@ -235,50 +243,50 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
             next_page_token="" if last_key is None else base64.urlsafe_b64encode(last_key.encode()).decode(),
         )
 
-    @maps_errors(DOMAIN)
-    async def AdmitGenerations(self, request, context):
-        if not 1 <= len(request.user_ids) <= MAX_ADMISSIONS:
-            raise errors.invalid(f"user_ids must hold 1 to {MAX_ADMISSIONS:,} ids (got {len(request.user_ids):,})",
-                                 "INVALID_BATCH_SIZE")
-        # Each through the one batcher, so that these and GenerateReply's own admissions share a
-        # transaction; an entry's own error (a limit, a malformed id) is its refusal alone.
-        outcomes = await asyncio.gather(*(self._admit(user_id) for user_id in request.user_ids),
-                                        return_exceptions=True)
-        admissions = []
-        for outcome in outcomes:
-            if isinstance(outcome, DomainError):
-                admissions.append(pb.GenerationAdmission(refusal=pb.AdmissionRefusal(
-                    code=outcome.code.value[0], message=outcome.message, reason=outcome.reason, domain=DOMAIN,
-                    metadata=outcome.metadata)))
-            elif isinstance(outcome, BaseException):
-                raise outcome
-            else:
-                admissions.append(pb.GenerationAdmission())
-        in_force = self._default_limits.any or await self._user_limits.get("", self._any_user_limits)
-        return pb.AdmitGenerationsResponse(admissions=admissions, limits_in_force=in_force)
-
     async def _admit(self, user_id: str) -> None:
         """Refuses a generation over one of the user's limits, before any provider is called. While no
         user has limits of their own (one read per cache period for the replica), no user's limits
-        are read: the defaults apply, and with none, nothing is written either."""
+        are read: the defaults apply, and with none, nothing is read or written either. Budgets are
+        checked against the tokens spent as last read (at most SPENT_TTL_S ago, with this replica's
+        own tokens added as they are written); the rate is admitted from the units of it this replica
+        holds, and when it holds none, by taking a share from the database (shares.py)."""
         limits.user_id_of(user_id)
         if not await self._user_limits.get("", self._any_user_limits):
             applying = self._default_limits
         else:
             applying = await self._user_limits.get(user_id, lambda: self._limits_of(user_id))
-        if applying.any:
-            await self._admissions.call((user_id, applying))  # raises the refusal
-
-    async def _admit_together(self, requests: list[tuple[str, limits.Limits]]) -> list[ResourceExhausted | None]:
-        """The admissions of generations arriving together, on one connection and one database
-        thread hop (SQLite: one transaction; PostgreSQL: one round trip each, no BEGIN or COMMIT)."""
+        if not applying.any:
+            return
         now = self._now()
+        if applying.tokens_per_day or applying.tokens_per_month:
+            day, month = limits.window_start(limits.Window.DAY, now), limits.window_start(limits.Window.MONTH, now)
+            spent = await self._spent.get((user_id, day, month), lambda: self._spent_reads.call((user_id, day, month)))
+            for window, budget, used in ((limits.Window.DAY, applying.tokens_per_day, spent[0]),
+                                         (limits.Window.MONTH, applying.tokens_per_month, spent[1])):
+                if budget and used >= budget:
+                    raise limits.refusal(user_id, window, budget, now)
+        rate = applying.requests_per_minute
+        if rate:
+            minute = limits.window_start(limits.Window.MINUTE, now)
+            if self._shares.use(user_id, minute):  # most generations of a busy user: nothing to write
+                return
+            taken = await self._share_takes.call((user_id, minute, rate, shares.share_of(rate)))
+            if not taken:
+                raise limits.refusal(user_id, limits.Window.MINUTE, rate, now)
+            self._shares.keep(user_id, minute, taken - 1)  # one is this generation's
 
-        def admit():
-            with self._database.autocommitting() as connection:  # one transaction per statement on PostgreSQL
-                return store.admit_generations(connection, requests, now)
+    async def _take_shares_together(self, asks: list[tuple[str, datetime.datetime, int, int]]) -> list[int]:
+        """Shares of rates asked together, on one connection and one database thread hop (SQLite:
+        one transaction; PostgreSQL: one statement in autocommit for all the shares that fit)."""
+        def take():
+            with self._database.autocommitting() as connection:
+                return store.take_rate_shares(connection, asks)
 
-        return await self._in_thread(admit)
+        return await self._in_thread(take)
+
+    async def _read_spent_together(self, asks: list[tuple[str, datetime.datetime, datetime.datetime]]
+                                   ) -> list[tuple[int, int]]:
+        return await self._read(store.get_tokens_spent, asks)
 
     async def _any_user_limits(self) -> bool:
         return await self._read(store.any_user_limits)
@@ -306,6 +314,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
             return await self._mutate(request.request_id, pb.SetUserLimitsResponse, apply)
         finally:
             self._user_limits.clear()
+            self._shares.clear()  # taken at the old rate
 
     @maps_errors(DOMAIN)
     async def GetUserLimits(self, request, context):
@@ -439,10 +448,12 @@ class LlmUnitServer(AsyncServer):
         failover = Failover(self._providers, RetryPolicy(settings.retries, settings.retry_backoff_ms / 1000),
                             breakers, Gates())
         self._usage = UsageLedger(self._write_usage) if settings.usage_accounting else NoUsage()
+        self._clock = clock
+        self._spent = ReadCache(SPENT_TTL_S, max_entries=SPENT_ENTRIES, clock=clock)
         servicer = LlmServicer(self.database, self._executor, self._providers, settings.generation_timeout_ms,
                                models, keys, addresses, failover, breakers, self._usage,
                                ReadCache(settings.model_cache_ttl_ms / 1000, clock=clock),
-                               limits.Limits(*settings.default_user_limits), now)
+                               limits.Limits(*settings.default_user_limits), self._spent, now)
         self._pruner = Pruner(self.database, store.RETENTION_RULES, settings.retention)
         try:
             super().__init__(lambda server: pb_grpc.add_LlmServiceServicer_to_server(servicer, server),
@@ -453,12 +464,19 @@ class LlmUnitServer(AsyncServer):
             raise
 
     async def _write_usage(self, records: list[service.Usage]) -> None:
+        began = self._clock()
+
         def write():
             with self.database.writing() as connection:
                 store.insert_usage(connection, records)
                 store.add_tokens(connection, limits.token_totals(records))
 
         await asyncio.get_running_loop().run_in_executor(self._executor, write)
+        for record in records:  # this replica's tokens count against budgets at once
+            tokens = record.prompt_tokens + record.completion_tokens
+            self._spent.update((record.user_id, limits.window_start(limits.Window.DAY, record.ended_at),
+                                limits.window_start(limits.Window.MONTH, record.ended_at)),
+                               lambda spent, tokens=tokens: (spent[0] + tokens, spent[1] + tokens), began)
 
     async def start(self) -> "LlmUnitServer":
         self._usage.start()

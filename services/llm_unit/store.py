@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.common.db import Database, as_utc, request_ledger, run_on_cursor, run_once, utcnow
-from services.common.errors import DomainError, ResourceExhausted
+from services.common.errors import DomainError
 from services.common.retention import deleted_at_index, deleted_rule, ledger_rule, window_rule
 from services.llm_unit import errors, limits, service
 
@@ -131,38 +131,41 @@ _LIMITS, _COUNTERS = UserLimitsRow.__table__, UsageCounterRow.__table__
 _OWN_LIMITS = sa.select(_LIMITS.c.user_id, _LIMITS.c.requests_per_minute, _LIMITS.c.tokens_per_day,
                         _LIMITS.c.tokens_per_month).where(_LIMITS.c.user_id.in_(sa.bindparam("user_ids",
                                                                                             expanding=True)))
-# Every generation of a limited user runs these, on the DB-API cursor: through SQLAlchemy Core the
-# same two statements cost four times the CPU (0.45 against 0.10 ms a transaction on SQLite).
-# Written for psycopg2's parameter style; SQLite's is the same with "?".
-_SPENT_SQL = ('SELECT "window", amount FROM usage_counters WHERE user_id = %s'
-              ' AND (("window" = %s AND window_start = %s) OR ("window" = %s AND window_start = %s))')
-_COUNT_REQUEST_SQL = ('INSERT INTO usage_counters (user_id, "window", window_start, amount) VALUES (%s, %s, %s, 1)'
-                      ' ON CONFLICT (user_id, "window", window_start)'
-                      ' DO UPDATE SET amount = usage_counters.amount + 1 WHERE usage_counters.amount < %s'
-                      ' RETURNING amount')
-_SQLITE_ADMISSION = (_SPENT_SQL.replace("%s", "?"), _COUNT_REQUEST_SQL.replace("%s", "?"))
-# On PostgreSQL an admission is one statement, prepared once per connection and run in autocommit:
-# one round trip. Its parameters: user id; the day's, month's and minute's window starts; the daily
-# and monthly token budgets (NULL: none); the rate (0: none). It answers the windows whose budget
-# is spent and whether the generation was counted in its minute (never when a budget is spent).
-_PG_ADMISSION = "llmchatlinker_admit_generation"
-_PG_PREPARE_ADMISSION = f"""PREPARE {_PG_ADMISSION} (text, timestamptz, timestamptz, timestamptz, bigint, bigint, bigint) AS
-WITH spent AS (
-  SELECT "window" FROM usage_counters WHERE user_id = $1
-    AND (("window" = 'day' AND window_start = $2 AND amount >= $5)
-         OR ("window" = 'month' AND window_start = $3 AND amount >= $6))
-), counted AS (
-  INSERT INTO usage_counters (user_id, "window", window_start, amount)
-  SELECT $1, 'minute', $4, 1 WHERE $7 > 0 AND NOT EXISTS (SELECT FROM spent)
-  ON CONFLICT (user_id, "window", window_start)
-  DO UPDATE SET amount = usage_counters.amount + 1 WHERE usage_counters.amount < $7
-  RETURNING amount
-)
-SELECT ARRAY(SELECT "window" FROM spent), EXISTS (SELECT FROM counted)"""
-# The count is committed without waiting for the disk: were PostgreSQL itself to crash, the last
-# fraction of a second of counts could be lost (a user may then get a few generations past the rate
-# in that minute); every admission saves the flush. Token budgets are read, not written, here.
-_PG_ADMIT = f"SET LOCAL synchronous_commit TO OFF; EXECUTE {_PG_ADMISSION} (%s, %s, %s, %s, %s, %s, %s)"
+# The tokens users have spent, for their budgets: read for many users at once, and kept briefly.
+_SPENT = sa.select(_COUNTERS.c.user_id, _COUNTERS.c.window, _COUNTERS.c.amount).where(
+    _COUNTERS.c.user_id.in_(sa.bindparam("user_ids", expanding=True)),
+    sa.or_(sa.and_(_COUNTERS.c.window == limits.Window.DAY.value, _COUNTERS.c.window_start == sa.bindparam("day")),
+           sa.and_(_COUNTERS.c.window == limits.Window.MONTH.value,
+                   _COUNTERS.c.window_start == sa.bindparam("month"))))
+# Takes `share` units of a user's minute (parameters: user id, minute start, share, rate): counted
+# only if the whole share fits under the rate; a row comes back when it was taken. Run on the DB-API
+# cursor: through SQLAlchemy Core it cost four times the CPU.
+_TAKE_SHARE_SQL = ('INSERT INTO usage_counters (user_id, "window", window_start, amount) VALUES ({0}, \'minute\', {1}, {2})'
+                   ' ON CONFLICT (user_id, "window", window_start)'
+                   ' DO UPDATE SET amount = usage_counters.amount + {2} WHERE usage_counters.amount + {2} <= {3}'
+                   ' RETURNING amount')
+_SQLITE_TAKE_SHARE = _TAKE_SHARE_SQL.format(*(f"?{n}" for n in range(1, 5)))
+# On PostgreSQL it is prepared once per connection and run in autocommit (admissions use
+# Database.autocommitting()): one round trip, no BEGIN or COMMIT. It is committed without waiting
+# for the disk: were PostgreSQL itself to crash, the last fraction of a second of shares taken could
+# be lost, and a user given a few more generations than the rate in that minute.
+_PG_TAKE_SHARE = "llmchatlinker_take_rate_share"
+_PG_PREPARE_TAKE_SHARE = (f"PREPARE {_PG_TAKE_SHARE} (text, timestamptz, bigint, bigint) AS "
+                          + _TAKE_SHARE_SQL.format("$1", "$2", "$3", "$4"))
+_PG_RUN_TAKE_SHARE = f"SET LOCAL synchronous_commit TO OFF; EXECUTE {_PG_TAKE_SHARE} (%s, %s, %s, %s)"
+# The shares of many users in one statement (arrays of user ids, minute starts, units, rates); the
+# rows come in user order, so that replicas taking at once lock them in the same order.
+_PG_TAKE_SHARES_TOGETHER = (
+    "SET LOCAL synchronous_commit TO OFF;"
+    " WITH asks AS (SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[], %s::bigint[])"
+    " AS ask(user_id, window_start, units, rate))"
+    ' INSERT INTO usage_counters (user_id, "window", window_start, amount)'
+    " SELECT user_id, 'minute', window_start, units FROM asks WHERE units <= rate ORDER BY user_id, window_start"
+    ' ON CONFLICT (user_id, "window", window_start)'
+    " DO UPDATE SET amount = usage_counters.amount + EXCLUDED.amount"
+    " WHERE usage_counters.amount + EXCLUDED.amount <= (SELECT rate FROM asks"
+    " WHERE asks.user_id = EXCLUDED.user_id AND asks.window_start = EXCLUDED.window_start)"
+    " RETURNING user_id, window_start")
 # GenerateReply runs this once per generation: selecting columns rather than ORM
 # entities costs about half as much CPU (the GIL the event loop also needs).
 _LLM_WITH_PROVIDER = (
@@ -390,49 +393,77 @@ def get_users_limits(connection: sa.Connection, user_ids: Sequence[str]) -> list
     return [found.get(user_id, limits.OwnLimits()) for user_id in user_ids]
 
 
-def admit_generation(connection: sa.Connection, user_id: str, applying: limits.Limits,
-                     now: datetime.datetime) -> None:
-    """Raises the refusal of the first limit the user is over; else counts the generation in its
-    minute (when a rate applies). The conditional increment is one atomic statement, so replicas
-    admitting at once never let more through than the rate."""
-    if connection.dialect.name == "postgresql":
-        _admit_in_one_statement(connection, user_id, applying, now)
-        return
-    spent_sql, count_sql = _SQLITE_ADMISSION
+def take_rate_shares(connection: sa.Connection,
+                     asks: Sequence[tuple[str, datetime.datetime, int, int]]) -> list[int]:
+    """For each (user id, minute start, rate, share) in order: the units of that minute taken for the
+    user (counted in the database), never past the rate: the share, else 1 while the rate has room,
+    else 0 (the rate is used up). The increments are atomic and conditional, so replicas taking at
+    once never take more than the rate between them."""
+    postgres = connection.dialect.name == "postgresql"
+    taken: dict[int, int] = {}
+    if postgres:
+        taken = _take_whole_shares_together(connection, asks)
     stored = _window_start_as_stored(connection.dialect)
-    if applying.tokens_per_day or applying.tokens_per_month:
-        spent = dict(run_on_cursor(connection, spent_sql, (
-            user_id, limits.Window.DAY.value, stored(limits.window_start(limits.Window.DAY, now)),
-            limits.Window.MONTH.value, stored(limits.window_start(limits.Window.MONTH, now)))))
-        for window, budget in ((limits.Window.DAY, applying.tokens_per_day),
-                               (limits.Window.MONTH, applying.tokens_per_month)):
-            if budget and spent.get(window.value, 0) >= budget:
-                raise limits.refusal(user_id, window, budget, now)
-    rate = applying.requests_per_minute
-    if rate:
-        counted = run_on_cursor(connection, count_sql, (
-            user_id, limits.Window.MINUTE.value, stored(limits.window_start(limits.Window.MINUTE, now)), rate))
-        if not counted:
-            raise limits.refusal(user_id, limits.Window.MINUTE, rate, now)
+
+    def take_one(user_id: str, minute: datetime.datetime, rate: int) -> bool:
+        if postgres:
+            return bool(run_on_cursor(connection, _PG_RUN_TAKE_SHARE, (user_id, minute, 1, rate)))
+        return bool(run_on_cursor(connection, _SQLITE_TAKE_SHARE, (user_id, stored(minute), 1, rate)))
+
+    if postgres and not connection.info.get(_PG_TAKE_SHARE) and len(taken) < len(asks):
+        run_on_cursor(connection, _PG_PREPARE_TAKE_SHARE, ())
+        connection.info[_PG_TAKE_SHARE] = True
+    outcomes = []
+    for position, (user_id, minute, rate, share) in enumerate(asks):
+        if position in taken:
+            outcomes.append(taken[position])
+        elif not postgres and share > 1 and run_on_cursor(connection, _SQLITE_TAKE_SHARE,
+                                                          (user_id, stored(minute), share, rate)):
+            outcomes.append(share)
+        else:  # close to the rate: one at a time, so that the last units go to the asks in order
+            outcomes.append(1 if take_one(user_id, minute, rate) else 0)
+    return outcomes
 
 
-def _admit_in_one_statement(connection: sa.Connection, user_id: str, applying: limits.Limits,
-                            now: datetime.datetime) -> None:
-    """admit_generation on PostgreSQL: one statement (its own transaction where `connection`
-    autocommits), prepared on the connection's first admission."""
-    if not connection.info.get(_PG_ADMISSION):
-        run_on_cursor(connection, _PG_PREPARE_ADMISSION, ())
-        connection.info[_PG_ADMISSION] = True
-    (spent, counted), = run_on_cursor(connection, _PG_ADMIT, (
-        user_id, limits.window_start(limits.Window.DAY, now), limits.window_start(limits.Window.MONTH, now),
-        limits.window_start(limits.Window.MINUTE, now), applying.tokens_per_day or None,
-        applying.tokens_per_month or None, applying.requests_per_minute))
-    for window, budget in ((limits.Window.DAY, applying.tokens_per_day),
-                           (limits.Window.MONTH, applying.tokens_per_month)):
-        if window.value in spent:
-            raise limits.refusal(user_id, window, budget, now)
-    if applying.requests_per_minute and not counted:
-        raise limits.refusal(user_id, limits.Window.MINUTE, applying.requests_per_minute, now)
+def _take_whole_shares_together(connection: sa.Connection,
+                                asks: Sequence[tuple[str, datetime.datetime, int, int]]) -> dict[int, int]:
+    """PostgreSQL: one statement for every user of `asks`, each taking a share plus one unit for each
+    further ask of theirs (at most the rate), where all of it fits under the rate. Returns the units
+    by ask position for the users who got them: a user's first ask holds the share, the next ones one
+    each; asks past the rate are left out."""
+    positions: dict[tuple[str, datetime.datetime], list[int]] = {}
+    for position, (user_id, minute, _rate, _share) in enumerate(asks):
+        positions.setdefault((user_id, minute), []).append(position)
+    wanted = {}  # (user id, minute) -> (units, rate)
+    for key, at in positions.items():
+        _, _, rate, share = asks[at[0]]
+        wanted[key] = (min(rate, share + len(at) - 1), rate)
+    columns = [list(column) for column in zip(*((user_id, minute, units, rate)
+                                                for (user_id, minute), (units, rate) in wanted.items()))]
+    got = run_on_cursor(connection, _PG_TAKE_SHARES_TOGETHER, columns)
+    taken = {}
+    for key in got:
+        units = wanted[key][0]
+        served = positions[key][:units]  # a rate smaller than the asks: the first ones, one each
+        taken[served[0]] = units - (len(served) - 1)
+        taken.update(dict.fromkeys(served[1:], 1))
+    return taken
+
+
+def get_tokens_spent(connection: sa.Connection, asks: Sequence[tuple[str, datetime.datetime, datetime.datetime]]
+                     ) -> list[tuple[int, int]]:
+    """For each (user id, day start, month start): the tokens the user has spent that day and month;
+    one statement for the asks of the same day (all of them but at midnight)."""
+    by_day: dict[tuple[datetime.datetime, datetime.datetime], set[str]] = {}
+    for user_id, day, month in asks:
+        by_day.setdefault((day, month), set()).add(user_id)
+    amounts: dict[tuple[str, str, datetime.datetime], int] = {}
+    for (day, month), user_ids in by_day.items():
+        for user_id, window, amount in connection.execute(_SPENT, {"user_ids": sorted(user_ids), "day": day,
+                                                                  "month": month}):
+            amounts[(user_id, window, day if window == limits.Window.DAY.value else month)] = amount
+    return [(amounts.get((user_id, limits.Window.DAY.value, day), 0),
+             amounts.get((user_id, limits.Window.MONTH.value, month), 0)) for user_id, day, month in asks]
 
 
 _WINDOW_STARTS: dict[tuple[str, str], Callable] = {}
@@ -447,21 +478,6 @@ def _window_start_as_stored(dialect: sa.Dialect) -> Callable:
         column_type = _COUNTERS.c.window_start.type.dialect_impl(dialect)
         convert = _WINDOW_STARTS[key] = column_type.bind_processor(dialect) or (lambda value: value)
     return convert
-
-
-def admit_generations(connection: sa.Connection, requests: Sequence[tuple[str, limits.Limits]],
-                      now: datetime.datetime) -> list[ResourceExhausted | None]:
-    """admit_generation for each (user id, limits) in order, on the one connection (SQLite: in one
-    transaction): each one's refusal, or None where the generation was admitted (and counted)."""
-    outcomes: list[ResourceExhausted | None] = []
-    for user_id, applying in requests:
-        try:
-            admit_generation(connection, user_id, applying, now)
-        except ResourceExhausted as refusal:  # nothing of it was written: the others go on
-            outcomes.append(refusal)
-        else:
-            outcomes.append(None)
-    return outcomes
 
 
 def add_tokens(connection: sa.Connection, totals: dict) -> None:

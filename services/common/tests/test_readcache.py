@@ -165,3 +165,34 @@ async def test_past_the_bound_the_oldest_entry_goes():
         await cache.get(key, loads[key])
 
     assert {key: load.calls for key, load in loads.items()} == {"a": 2, "b": 1, "c": 1}
+
+
+async def test_a_write_made_here_changes_a_value_loaded_before_it_and_drops_one_that_may_have_seen_it():
+    clock, load = Clock(), Loads(10)
+    cache = ReadCache(2.0, clock=clock)
+    await cache.get("before", load)
+    clock.now += 0.5
+    written_since = clock()
+    clock.now += 0.1
+    await cache.get("after", load)  # loaded while the write ran: it may include it
+
+    for key in ("before", "after", "never-read"):
+        cache.update(key, lambda value: value + 5, written_since)
+
+    assert await cache.get("before", load) == 15 and load.calls == 2  # changed in place, not read again
+    assert await cache.get("after", load) == 10 and load.calls == 3  # read afresh
+    assert await cache.get("never-read", load) == 10
+
+
+async def test_a_write_made_here_drops_a_load_in_flight():
+    load = Loads(10)
+    cache = ReadCache(2.0)
+    load.hold()
+    flight = asyncio.ensure_future(cache.get("key", load))
+    await load.started.wait()
+
+    cache.update("key", lambda value: value + 5, written_since=0.0)
+    load.release()
+
+    assert await flight == 10  # its caller still gets what it read, but it is not kept
+    assert await cache.get("key", load) == 10 and load.calls == 2

@@ -7,6 +7,7 @@ import datetime
 
 import grpc
 import pytest
+import sqlalchemy as sa
 
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
 from services.common.errors import error_info
@@ -153,35 +154,63 @@ async def test_limits_are_checked(sqlite_unit):
     await expect_error(set_limits(sqlite_unit.stub, user_id=""), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_USER_ID")
 
 
-async def admit(stub, *user_ids: str) -> pb.AdmitGenerationsResponse:
-    return await stub.AdmitGenerations(pb.AdmitGenerationsRequest(user_ids=list(user_ids)))
+def minute_count(unit, user_id="u-1") -> int:
+    """The generations of `user_id` counted in the database for the clock's minute, all replicas'."""
+    with unit.server.database.engine.connect() as connection:
+        return connection.execute(sa.text('SELECT sum(amount) FROM usage_counters'
+                                          ' WHERE user_id = :user_id AND "window" = \'minute\''),
+                                  {"user_id": user_id}).scalar_one()
 
 
-async def test_generations_admitted_ahead_are_counted_once_and_those_over_the_rate_refused_alone(
-        database_target, provider_server, clock):
+async def test_a_high_rate_is_taken_from_the_database_a_share_at_a_time(database_target, provider_server, clock):
     async with await start(database_target, clock) as unit:
         llm = await model(unit.stub, provider_server)
-        await set_limits(unit.stub, requests_per_minute=2)
+        await set_limits(unit.stub, requests_per_minute=6_400)  # shares of 100
 
-        answer = await admit(unit.stub, "u-1", "u-2", "u-1", "u-1", "x" * 129)
+        for _ in range(3):
+            await ask(unit.stub, llm)
 
-        assert answer.limits_in_force
-        refusals = [a.refusal if a.HasField("refusal") else None for a in answer.admissions]
-        assert refusals[:3] == [None, None, None]
-        assert (refusals[3].code, refusals[3].reason, refusals[3].domain) == (EXHAUSTED.value[0], "USER_RATE_LIMITED",
-                                                                            "llm.llmchatlinker.dev")
-        assert dict(refusals[3].metadata) == {"retryTime": "2026-05-31T23:59:00Z", "retryAfterSeconds": "30"}
-        assert (refusals[4].code, refusals[4].reason) == (grpc.StatusCode.INVALID_ARGUMENT.value[0], "INVALID_USER_ID")
-        # Admitted ahead: not counted again. Not admitted ahead: counted, and over the rate.
-        await generate(unit.stub, llm.llm_id, messages=HELLO, user_id="u-1", admitted=True)
-        await refused(unit.stub, llm, "USER_RATE_LIMITED")
-        assert provider_server.stats.started == 1
+        assert minute_count(unit) == 100  # one write for the three
+        clock.move(minutes=1)  # a new minute: the units left of the last one are gone
+        await ask(unit.stub, llm)
+        assert minute_count(unit) == 200
 
 
-async def test_admitting_says_whether_any_limits_are_in_force(sqlite_unit):
-    assert not (await admit(sqlite_unit.stub, "u-1")).limits_in_force  # nothing counted, nothing to count
+async def test_replicas_taking_shares_never_admit_more_than_the_rate_between_them(
+        database_target, provider_server, clock):
+    async with await start(database_target, clock) as first, await start(database_target, clock) as second:
+        llm = await model(first.stub, provider_server)
+        await set_limits(first.stub, requests_per_minute=128)  # shares of 2
+        await set_limits(second.stub, requests_per_minute=128)  # its cached limits cleared too
 
-    await set_limits(sqlite_unit.stub, user_id="u-2", requests_per_minute=5)
+        admitted, refused_in_a_row = 0, 0
+        for turn in range(300):
+            unit = (first, second)[turn % 2]
+            try:
+                await ask(unit.stub, llm)
+            except grpc.aio.AioRpcError as error:
+                assert error_info(error).reason == "USER_RATE_LIMITED"
+                refused_in_a_row += 1
+                if refused_in_a_row == 2:
+                    break
+            else:
+                admitted, refused_in_a_row = admitted + 1, 0
 
-    assert (await admit(sqlite_unit.stub, "u-1")).limits_in_force  # u-1 has none, but another user has
-    await expect_error(admit(sqlite_unit.stub), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_BATCH_SIZE")
+        assert 128 - 2 <= admitted <= 128  # at most a share left unused in the other replica
+        assert minute_count(first) == 128
+
+
+async def test_the_daily_budget_counts_this_replicas_tokens_at_once_and_anothers_within_a_second(
+        database_target, provider_server, clock):
+    async with await start(database_target, clock) as first, await start(database_target, clock) as second:
+        llm = await model(first.stub, provider_server)  # 9 tokens a generation
+        await set_limits(first.stub, tokens_per_day=10)
+        await set_limits(second.stub, tokens_per_day=10)
+        await ask(second.stub, llm)  # second reads what is spent (0) and keeps it
+        await ask(first.stub, llm)
+        await ask(first.stub, llm)
+        await first.stub.ListUsage(pb.ListUsageRequest(group_by=pb.USAGE_GROUPING_USER))  # 18 tokens counted
+
+        await refused(first.stub, llm, "USER_DAILY_TOKENS_EXHAUSTED")  # its own tokens: at once
+        await asyncio.sleep(1.1)  # second's read of what is spent is too old now
+        await refused(second.stub, llm, "USER_DAILY_TOKENS_EXHAUSTED")
