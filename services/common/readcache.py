@@ -23,8 +23,11 @@ class ReadCache(Generic[Value]):
     """
 
     def __init__(self, ttl: float, max_entries: int = MAX_ENTRIES,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, stale_for: float = 0.0) -> None:
+        """`stale_for`: seconds past its ttl during which a kept value is still answered, while a load
+        (started by the first get past the ttl) reads it afresh in the background."""
         self._ttl = ttl
+        self._stale_for = stale_for
         self._max_entries = max_entries
         self._clock = clock
         # key -> (expires, value, when its load ended)
@@ -33,14 +36,23 @@ class ReadCache(Generic[Value]):
 
     async def get(self, key: str, load: Callable[[], Awaitable[Value]]) -> Value:
         entry = self._entries.get(key)
-        if entry is not None and self._clock() < entry[0]:
-            return entry[1]
+        if entry is not None:
+            expired_for = self._clock() - entry[0]
+            if expired_for < 0:
+                return entry[1]
+            if expired_for < self._stale_for:
+                self._flight(key, load)
+                return entry[1]
+        # Shielded: one caller giving up must not cancel the load the others wait for.
+        return await asyncio.shield(self._flight(key, load))
+
+    def _flight(self, key, load: Callable[[], Awaitable[Value]]) -> asyncio.Future[Value]:
+        """The load of `key` in flight, started if there is none."""
         flight = self._loads.get(key)
         if flight is None:
             flight = self._loads[key] = asyncio.ensure_future(self._load(key, load))
             flight.add_done_callback(_retrieved)
-        # Shielded: one caller giving up must not cancel the load the others wait for.
-        return await asyncio.shield(flight)
+        return flight
 
     def clear(self) -> None:
         self._entries.clear()

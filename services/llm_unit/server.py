@@ -42,10 +42,12 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LlmService"].full_name
 MIGRATIONS = pathlib.Path(__file__).resolve().parent / "migrations"
 # Threads that run the (synchronous) database transactions, off the event loop.
 DATABASE_THREADS = 8
-# Seconds the tokens a user has spent (read for their budgets) are used without reading them again:
-# tokens counted through another replica are seen this much later (this replica's, at once), on
-# top of the usage ledger's FLUSH_SECONDS. Users kept at most.
+# Seconds the tokens a user has spent (read for their budgets) are used without reading them again,
+# and for how much longer a user's generation still uses them while they are read again in the
+# background (so that a returning user's admission waits for no read). Tokens counted through
+# another replica count once read (this replica's own, at once). Users kept at most.
 SPENT_TTL_S = 1.0
+SPENT_STALE_S = 60.0
 SPENT_ENTRIES = 100_000
 _KINDS = {pb.PROVIDER_KIND_OPENAI: service.Kind.OPENAI, pb.PROVIDER_KIND_OLLAMA: service.Kind.OLLAMA}
 _KIND_NUMBERS = {kind: number for number, kind in _KINDS.items()}
@@ -247,8 +249,8 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         """Refuses a generation over one of the user's limits, before any provider is called. While no
         user has limits of their own (one read per cache period for the replica), no user's limits
         are read: the defaults apply, and with none, nothing is read or written either. Budgets are
-        checked against the tokens spent as last read (at most SPENT_TTL_S ago, with this replica's
-        own tokens added as they are written); the rate is admitted from the units of it this replica
+        checked against the tokens spent as last read (read again in the background once older than
+        SPENT_TTL_S, with this replica's own tokens added as they are written); the rate is admitted from the units of it this replica
         holds, and when it holds none, by taking a share from the database (shares.py)."""
         limits.user_id_of(user_id)
         if not await self._user_limits.get("", self._any_user_limits):
@@ -449,7 +451,7 @@ class LlmUnitServer(AsyncServer):
                             breakers, Gates())
         self._usage = UsageLedger(self._write_usage) if settings.usage_accounting else NoUsage()
         self._clock = clock
-        self._spent = ReadCache(SPENT_TTL_S, max_entries=SPENT_ENTRIES, clock=clock)
+        self._spent = ReadCache(SPENT_TTL_S, max_entries=SPENT_ENTRIES, clock=clock, stale_for=SPENT_STALE_S)
         servicer = LlmServicer(self.database, self._executor, self._providers, settings.generation_timeout_ms,
                                models, keys, addresses, failover, breakers, self._usage,
                                ReadCache(settings.model_cache_ttl_ms / 1000, clock=clock),

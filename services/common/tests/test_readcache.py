@@ -196,3 +196,24 @@ async def test_a_write_made_here_drops_a_load_in_flight():
 
     assert await flight == 10  # its caller still gets what it read, but it is not kept
     assert await cache.get("key", load) == 10 and load.calls == 2
+
+
+async def test_a_stale_value_is_answered_while_it_is_read_again_in_the_background():
+    clock, load = Clock(), Loads(1)
+    cache = ReadCache(1.0, clock=clock, stale_for=60.0)
+    await cache.get("key", load)
+    clock.now += 30
+    load.value = 2
+    load.hold()
+
+    assert await cache.get("key", load) == 1  # answered at once, a read started
+    assert await cache.get("key", load) == 1
+    await asyncio.sleep(0)
+    assert load.calls == 2  # one read for both
+    load.release()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert await cache.get("key", load) == 2 and load.calls == 2
+    clock.now += 61 + 1
+    load.value, load.gate = 3, None
+    assert await cache.get("key", load) == 3  # too stale: read before answering

@@ -200,17 +200,19 @@ async def test_replicas_taking_shares_never_admit_more_than_the_rate_between_the
         assert minute_count(first) == 128
 
 
-async def test_the_daily_budget_counts_this_replicas_tokens_at_once_and_anothers_within_a_second(
+async def test_the_daily_budget_counts_this_replicas_tokens_at_once_and_anothers_once_read_again(
         database_target, provider_server, clock):
     async with await start(database_target, clock) as first, await start(database_target, clock) as second:
         llm = await model(first.stub, provider_server)  # 9 tokens a generation
-        await set_limits(first.stub, tokens_per_day=10)
-        await set_limits(second.stub, tokens_per_day=10)
-        await ask(second.stub, llm)  # second reads what is spent (0) and keeps it
-        await ask(first.stub, llm)
-        await ask(first.stub, llm)
-        await first.stub.ListUsage(pb.ListUsageRequest(group_by=pb.USAGE_GROUPING_USER))  # 18 tokens counted
+        await set_limits(first.stub, tokens_per_day=20)
+        await set_limits(second.stub, tokens_per_day=20)
+        await ask(second.stub, llm)  # second reads what is spent (0) and keeps it, then adds its 9
+        for _ in range(3):
+            await ask(first.stub, llm)
+        await first.stub.ListUsage(pb.ListUsageRequest(group_by=pb.USAGE_GROUPING_USER))  # 36 in all
 
-        await refused(first.stub, llm, "USER_DAILY_TOKENS_EXHAUSTED")  # its own tokens: at once
-        await asyncio.sleep(1.1)  # second's read of what is spent is too old now
-        await refused(second.stub, llm, "USER_DAILY_TOKENS_EXHAUSTED")
+        await refused(first.stub, llm, "USER_DAILY_TOKENS_EXHAUSTED")  # its own 27: at once
+        await asyncio.sleep(1.1)  # second's read is old now: read again in the background ...
+        await ask(second.stub, llm)  # ... while this one is let through on it (9, then 18 of its own)
+        await asyncio.sleep(0.1)
+        await refused(second.stub, llm, "USER_DAILY_TOKENS_EXHAUSTED")  # first's tokens, read
