@@ -85,7 +85,8 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         self._shares = shares.RateShares()
         self._share_takes = Batcher(self._take_shares_together)
         self._spent = spent
-        self._spent_reads = Batcher(self._read_spent_together)
+        # One read at a time: most are refreshes in the background, which gather into larger batches.
+        self._spent_reads = Batcher(self._read_spent_together, max_in_flight=1)
 
     @maps_errors(DOMAIN)
     async def CreateProvider(self, request, context):
