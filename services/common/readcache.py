@@ -23,56 +23,27 @@ class ReadCache(Generic[Value]):
     """
 
     def __init__(self, ttl: float, max_entries: int = MAX_ENTRIES,
-                 clock: Callable[[], float] = time.monotonic, stale_for: float = 0.0) -> None:
-        """`stale_for`: seconds past its ttl during which a kept value is still answered, while a load
-        (started by the first get past the ttl) reads it afresh in the background."""
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl = ttl
-        self._stale_for = stale_for
         self._max_entries = max_entries
         self._clock = clock
-        # key -> (expires, value, when its load ended)
-        self._entries: collections.OrderedDict[str, tuple[float, Value, float]] = collections.OrderedDict()
+        self._entries: collections.OrderedDict[str, tuple[float, Value]] = collections.OrderedDict()
         self._loads: dict[str, asyncio.Task[Value]] = {}
 
     async def get(self, key: str, load: Callable[[], Awaitable[Value]]) -> Value:
         entry = self._entries.get(key)
-        if entry is not None:
-            expired_for = self._clock() - entry[0]
-            if expired_for < 0:
-                return entry[1]
-            if expired_for < self._stale_for:
-                self._flight(key, load)
-                return entry[1]
-        # Shielded: one caller giving up must not cancel the load the others wait for.
-        return await asyncio.shield(self._flight(key, load))
-
-    def _flight(self, key, load: Callable[[], Awaitable[Value]]) -> asyncio.Future[Value]:
-        """The load of `key` in flight, started if there is none."""
+        if entry is not None and self._clock() < entry[0]:
+            return entry[1]
         flight = self._loads.get(key)
         if flight is None:
             flight = self._loads[key] = asyncio.ensure_future(self._load(key, load))
             flight.add_done_callback(_retrieved)
-        return flight
+        # Shielded: one caller giving up must not cancel the load the others wait for.
+        return await asyncio.shield(flight)
 
     def clear(self) -> None:
         self._entries.clear()
         self._loads.clear()
-
-    def update(self, key, change: Callable[[Value], Value], written_since: float) -> None:
-        """Applies a write made through this process, begun at `written_since` (this cache's clock),
-        to the value kept for `key`: a value whose load ended before then gets `change`; one loaded
-        since may have read the write already and is forgotten, as is a load still in flight."""
-        if self._loads.pop(key, None) is not None:
-            self._entries.pop(key, None)
-            return
-        entry = self._entries.get(key)
-        if entry is None:
-            return
-        expires, value, loaded = entry
-        if loaded < written_since:
-            self._entries[key] = (expires, change(value), loaded)
-        else:
-            del self._entries[key]
 
     async def _load(self, key: str, load: Callable[[], Awaitable[Value]]) -> Value:
         flight = asyncio.current_task()
@@ -87,7 +58,7 @@ class ReadCache(Generic[Value]):
             if current:
                 del self._loads[key]
         if current and self._ttl > 0:
-            self._entries[key] = (expires, value, self._clock())
+            self._entries[key] = (expires, value)
             self._entries.move_to_end(key)
             if len(self._entries) > self._max_entries:
                 self._entries.popitem(last=False)

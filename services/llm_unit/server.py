@@ -28,6 +28,7 @@ from services.common.serving import AsyncServer, failing_in_one_line
 from services.llm_unit import errors, keyring, limits, service, shares, store
 from services.llm_unit.failover import Failover, RetryPolicy
 from services.llm_unit.traffic import Breakers, Circuit, Gates
+from services.llm_unit.spent import SpentTokens
 from services.llm_unit.usage import NoUsage, UsageLedger
 from services.common.readcache import ReadCache
 from services.llm_unit.config import Settings
@@ -42,10 +43,10 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LlmService"].full_name
 MIGRATIONS = pathlib.Path(__file__).resolve().parent / "migrations"
 # Threads that run the (synchronous) database transactions, off the event loop.
 DATABASE_THREADS = 8
-# Seconds the tokens a user has spent (read for their budgets) are used without reading them again,
-# and for how much longer a user's generation still uses them while they are read again in the
-# background (so that a returning user's admission waits for no read). Tokens counted through
-# another replica count once read (this replica's own, at once). Users kept at most.
+# Seconds the tokens a user has spent (read for their budgets) are used as read, and for how much
+# longer while they are read again in the background (spent.py), so that a returning user's
+# admission waits for no read: tokens counted through another replica count within about
+# SPENT_TTL_S (this replica's own, at once). Users kept at most.
 SPENT_TTL_S = 1.0
 SPENT_STALE_S = 60.0
 SPENT_ENTRIES = 100_000
@@ -62,7 +63,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
                  generation_timeout_ms: int, models: ReadCache[tuple[service.Llm, service.Provider]],
                  keys: keyring.Keyring, addresses: Policy, failover: Failover, breakers: Breakers,
                  usage: UsageLedger | NoUsage, user_limits: ReadCache[limits.Limits | bool], default_limits: limits.Limits,
-                 spent: ReadCache[tuple[int, int]], now: Callable[[], datetime.datetime]) -> None:
+                 now: Callable[[], datetime.datetime], clock: Callable[[], float] = time.monotonic) -> None:
         self._database = database
         self._keys = keys
         self._addresses = addresses
@@ -81,12 +82,11 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         self._now = now
         self._limit_reads = Batcher(self._read_limits_together)
         # Admission: units of users' rates taken ahead from the database (shares.py), and the tokens
-        # users have spent today and this month, by (user, day, month), kept for a short while.
+        # users have spent today and this month (spent.py; the usage ledger's writes add to it).
         self._shares = shares.RateShares()
         self._share_takes = Batcher(self._take_shares_together)
-        self._spent = spent
-        # One read at a time: most are refreshes in the background, which gather into larger batches.
-        self._spent_reads = Batcher(self._read_spent_together, max_in_flight=1)
+        self.spent = SpentTokens(lambda keys: self._read(store.get_tokens_spent, keys), SPENT_TTL_S, SPENT_STALE_S,
+                                 SPENT_ENTRIES, clock)
 
     @maps_errors(DOMAIN)
     async def CreateProvider(self, request, context):
@@ -263,7 +263,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         now = self._now()
         if applying.tokens_per_day or applying.tokens_per_month:
             day, month = limits.window_start(limits.Window.DAY, now), limits.window_start(limits.Window.MONTH, now)
-            spent = await self._spent.get((user_id, day, month), lambda: self._spent_reads.call((user_id, day, month)))
+            spent = await self.spent.get((user_id, day, month))
             for window, budget, used in ((limits.Window.DAY, applying.tokens_per_day, spent[0]),
                                          (limits.Window.MONTH, applying.tokens_per_month, spent[1])):
                 if budget and used >= budget:
@@ -286,10 +286,6 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
                 return store.take_rate_shares(connection, asks)
 
         return await self._in_thread(take)
-
-    async def _read_spent_together(self, asks: list[tuple[str, datetime.datetime, datetime.datetime]]
-                                   ) -> list[tuple[int, int]]:
-        return await self._read(store.get_tokens_spent, asks)
 
     async def _any_user_limits(self) -> bool:
         return await self._read(store.any_user_limits)
@@ -451,12 +447,11 @@ class LlmUnitServer(AsyncServer):
         failover = Failover(self._providers, RetryPolicy(settings.retries, settings.retry_backoff_ms / 1000),
                             breakers, Gates())
         self._usage = UsageLedger(self._write_usage) if settings.usage_accounting else NoUsage()
-        self._clock = clock
-        self._spent = ReadCache(SPENT_TTL_S, max_entries=SPENT_ENTRIES, clock=clock, stale_for=SPENT_STALE_S)
         servicer = LlmServicer(self.database, self._executor, self._providers, settings.generation_timeout_ms,
                                models, keys, addresses, failover, breakers, self._usage,
                                ReadCache(settings.model_cache_ttl_ms / 1000, clock=clock),
-                               limits.Limits(*settings.default_user_limits), self._spent, now)
+                               limits.Limits(*settings.default_user_limits), now, clock)
+        self._spent = servicer.spent
         self._pruner = Pruner(self.database, store.RETENTION_RULES, settings.retention)
         try:
             super().__init__(lambda server: pb_grpc.add_LlmServiceServicer_to_server(servicer, server),
@@ -467,7 +462,7 @@ class LlmUnitServer(AsyncServer):
             raise
 
     async def _write_usage(self, records: list[service.Usage]) -> None:
-        began = self._clock()
+        began = self._spent.clock()
 
         def write():
             with self.database.writing() as connection:
@@ -477,9 +472,8 @@ class LlmUnitServer(AsyncServer):
         await asyncio.get_running_loop().run_in_executor(self._executor, write)
         for record in records:  # this replica's tokens count against budgets at once
             tokens = record.prompt_tokens + record.completion_tokens
-            self._spent.update((record.user_id, limits.window_start(limits.Window.DAY, record.ended_at),
-                                limits.window_start(limits.Window.MONTH, record.ended_at)),
-                               lambda spent, tokens=tokens: (spent[0] + tokens, spent[1] + tokens), began)
+            self._spent.added((record.user_id, limits.window_start(limits.Window.DAY, record.ended_at),
+                               limits.window_start(limits.Window.MONTH, record.ended_at)), tokens, began)
 
     async def start(self) -> "LlmUnitServer":
         self._usage.start()

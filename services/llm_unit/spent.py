@@ -1,0 +1,128 @@
+"""The tokens users have spent today and this month, kept for their budgets' checks.
+
+A generation's admission must not wait on the database for them. They are read for many users at
+once and kept: past `ttl` a kept value is still used for up to `stale_for` more, while it is read
+again in the background (the users seen in a loop turn together, one read at a time). Tokens this
+replica writes are added to what it keeps as they are written; those written through other
+replicas count once read again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import datetime
+import time
+from collections.abc import Awaitable, Callable
+
+# (user id, day start, month start)
+Key = tuple[str, datetime.datetime, datetime.datetime]
+# (tokens spent that day, that month)
+Spent = tuple[int, int]
+# Users read in one statement at most.
+MAX_READ = 1_000
+
+
+@dataclasses.dataclass
+class _Entry:
+    spent: Spent
+    read_at: float  # when the read that gave it ended (this module's clock)
+
+
+class SpentTokens:
+    """Spent tokens by user, day and month. Lives on one event loop; it is not thread-safe."""
+
+    def __init__(self, read: Callable[[list[Key]], Awaitable[list[Spent]]], ttl: float, stale_for: float,
+                 max_entries: int, clock: Callable[[], float] = time.monotonic) -> None:
+        """`read`: the spent tokens of each key, in order, from the database."""
+        self._read = read
+        self._ttl, self._stale_for = ttl, stale_for
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: collections.OrderedDict[Key, _Entry] = collections.OrderedDict()
+        self._wanted: dict[Key, list[asyncio.Future[Spent]]] = {}  # to read next, with who waits
+        self._reading: set[Key] = set()  # in the read in flight
+        self._written_while_read: set[Key] = set()
+        self._task: asyncio.Task | None = None
+        self._scheduled = False
+
+    async def get(self, key: Key) -> Spent:
+        entry = self._entries.get(key)
+        if entry is not None:
+            age = self._clock() - entry.read_at
+            if age < self._ttl + self._stale_for:
+                if age >= self._ttl:
+                    self._want(key)  # in the background
+                return entry.spent
+        future = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieved)  # its caller may have gone
+        self._want(key).append(future)
+        return await asyncio.shield(future)
+
+    def added(self, key: Key, tokens: int, written_since: float) -> None:
+        """`tokens` written for `key` through this replica, in a write begun at `written_since` (this
+        module's clock). A value read before then is raised by them; one read since, or being read,
+        may include them already, and is read again instead."""
+        entry = self._entries.get(key)
+        if key in self._reading:
+            self._written_while_read.add(key)
+        if entry is None:
+            return
+        if entry.read_at < written_since:
+            entry.spent = (entry.spent[0] + tokens, entry.spent[1] + tokens)
+        else:
+            del self._entries[key]
+
+    def clock(self) -> float:
+        return self._clock()
+
+    def _want(self, key: Key) -> list[asyncio.Future[Spent]]:
+        waiting = self._wanted.setdefault(key, [])
+        if not self._scheduled and self._task is None:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_read)
+        return waiting
+
+    def _start_read(self) -> None:
+        self._scheduled = False
+        if self._task is None and self._wanted:
+            self._task = asyncio.get_running_loop().create_task(self._read_wanted())
+
+    async def _read_wanted(self) -> None:
+        try:
+            while self._wanted:
+                batch = dict(list(self._wanted.items())[:MAX_READ])
+                for key in batch:
+                    del self._wanted[key]
+                keys = list(batch)
+                self._reading, self._written_while_read = set(keys), set()
+                try:
+                    values = await self._read(keys)
+                except Exception as error:  # noqa: BLE001 - goes to whoever waits; a refresh is tried again later
+                    for waiting in batch.values():
+                        for future in waiting:
+                            if not future.done():
+                                future.set_exception(error)
+                    continue
+                read_at = self._clock()
+                for key, spent in zip(keys, values):
+                    if key not in self._written_while_read:
+                        self._keep(key, _Entry(spent, read_at))
+                    for future in batch[key]:
+                        if not future.done():
+                            future.set_result(spent)
+        finally:
+            self._reading, self._written_while_read = set(), set()
+            self._task = None
+
+    def _keep(self, key: Key, entry: _Entry) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        if len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+
+def _retrieved(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()

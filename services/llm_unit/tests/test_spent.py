@@ -1,0 +1,89 @@
+"""SpentTokens on its own: users read together, a kept value used as read and then while it is read
+again in the background, this replica's writes added, and a value that may include a write read again."""
+
+import asyncio
+import datetime
+
+import pytest
+
+from services.llm_unit.spent import SpentTokens
+from testkit.clock import Clock
+
+DAY = datetime.datetime(2026, 12, 3, tzinfo=datetime.timezone.utc)
+MONTH = DAY.replace(day=1)
+
+
+def key(user_id: str):
+    return (user_id, DAY, MONTH)
+
+
+class Reads:
+    """The database's side: what is spent by user id, and the reads made (each a list of user ids)."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, int] = {}
+        self.reads: list[list[str]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def __call__(self, keys):
+        self.reads.append([user_id for user_id, _, _ in keys])
+        await self.gate.wait()
+        return [(self.spent.get(user_id, 0), self.spent.get(user_id, 0)) for user_id, _, _ in keys]
+
+
+@pytest.fixture
+def tokens():
+    reads, clock = Reads(), Clock()
+    return SpentTokens(reads, ttl=1.0, stale_for=60.0, max_entries=100, clock=clock), reads, clock
+
+
+async def settle():
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_users_asked_together_are_read_together_and_kept(tokens):
+    spent, reads, clock = tokens
+    reads.spent = {"u1": 5, "u2": 7}
+    assert await asyncio.gather(spent.get(key("u1")), spent.get(key("u2")), spent.get(key("u1"))) == [
+        (5, 5), (7, 7), (5, 5)]
+    assert reads.reads == [["u1", "u2"]]
+    clock.now += 0.9
+    assert await spent.get(key("u1")) == (5, 5) and len(reads.reads) == 1
+
+
+async def test_past_the_ttl_the_kept_value_is_used_while_it_is_read_again(tokens):
+    spent, reads, clock = tokens
+    reads.spent = {"u1": 5}
+    await spent.get(key("u1"))
+    reads.spent = {"u1": 50}
+    clock.now += 30
+
+    assert await spent.get(key("u1")) == (5, 5)  # at once, the read started behind it
+    await settle()
+    assert await spent.get(key("u1")) == (50, 50) and len(reads.reads) == 2
+    clock.now += 62
+    reads.spent = {"u1": 500}
+    assert await spent.get(key("u1")) == (500, 500)  # too old to use: waited for
+
+
+async def test_tokens_written_here_are_added_and_a_value_read_during_the_write_is_read_again(tokens):
+    spent, reads, clock = tokens
+    reads.spent = {"before": 5, "during": 5}
+    await spent.get(key("before"))
+    clock.now += 0.1
+    written_since = clock()
+    reads.gate.clear()
+    during = asyncio.ensure_future(spent.get(key("during")))
+    await settle()
+
+    for user_id in ("before", "during", "never-read"):
+        spent.added(key(user_id), 9, written_since)
+    reads.spent["during"] = 14  # the read in flight sees the write
+    reads.gate.set()
+
+    assert await spent.get(key("before")) == (14, 14) and await during == (14, 14)
+    assert await spent.get(key("during")) == (14, 14)  # not kept (it may or may not hold the write): read again
+    assert reads.reads == [["before"], ["during"], ["during"]]
+    assert await spent.get(key("never-read")) == (0, 0)
