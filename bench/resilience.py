@@ -8,13 +8,16 @@ Three suites side by side on the same stand-in LLM:
   (high enough never to queue) and a fallback model on every model (never needed: the provider
   does not fail);
 - "limits": "on" plus a per-user rate limit and token budgets on every user (suite-wide defaults,
-  none reached), so each generation is also admitted in the database before its provider is called.
+  none reached), so each generation is also admitted before its provider is called: against the
+  tokens its user has spent (kept by llm_unit, read again in the background) and a share of the
+  user's rate taken from the database once a minute per user (the bench's 256 streams come from
+  256 users).
 The same loads alternate between them, the order turned every round: 64 and 256 simultaneous
 generations against a provider that takes 500 ms (their wall time and the suite's CPU per
 generation), and generations one at a time answered at once, each sample taken on the provider
 directly, then on each suite, for the time to first token they add. Medians over the rounds; at 256
-at once the two cores are saturated and single rounds' walls scatter by ±20 %, so the CPU per
-generation is the steadier measure of what the features cost there.
+at once the two cores are saturated and single rounds' walls scatter by ±20 % (the CPU per
+generation by as much), hence 15 rounds by default: with 7, medians 5 % apart were noise.
 """
 
 from __future__ import annotations
@@ -119,7 +122,7 @@ def _change(pct: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.resilience", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--quick", action="store_true", help="fewer samples: a smoke run, noisier")
     parser.add_argument("--postgres", action="store_true", help="both suites' units on PostgreSQL, not SQLite")
     parser.add_argument("--postgres-url", default="postgresql+psycopg2://postgres@127.0.0.1:5432")
