@@ -48,7 +48,8 @@ async def _one_at_a_time(side: Side, kind: str, count: int) -> list[float]:
     return times
 
 
-async def run(samples: int, kind: str, options: SuiteOptions) -> tuple[list[float], dict[tuple[str, str], tuple[list[float], list[float]]]]:
+async def run(samples: int, kind: str,
+              options: SuiteOptions) -> tuple[list[float], dict[tuple[str, str], tuple[list[float], list[float]]]]:
     log_dir = REPO / "bench" / "results" / "logs" / "critical_path"
     log_dir.mkdir(parents=True, exist_ok=True)
     receiver = OtlpReceiver().start()

@@ -250,9 +250,10 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         """Refuses a generation over one of the user's limits, before any provider is called. While no
         user has limits of their own (one read per cache period for the replica), no user's limits
         are read: the defaults apply, and with none, nothing is read or written either. Budgets are
-        checked against the tokens spent as last read (read again in the background once older than
-        SPENT_TTL_S, with this replica's own tokens added as they are written); the rate is admitted from the units of it this replica
-        holds, and when it holds none, by taking a share from the database (shares.py)."""
+        checked against the tokens spent as last read (read again in the background once older
+        than SPENT_TTL_S, with this replica's own tokens added as they are written); the rate is
+        admitted from the units of it this replica holds, and when it holds none, by taking a share
+        from the database (shares.py)."""
         limits.user_id_of(user_id)
         if not await self._user_limits.get("", self._any_user_limits):
             applying = self._default_limits

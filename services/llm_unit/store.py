@@ -134,12 +134,14 @@ _OWN_LIMITS = sa.select(_LIMITS.c.user_id, _LIMITS.c.requests_per_minute, _LIMIT
 # The tokens users have spent, for their budgets: read for many users at once (user ids, then the
 # day's and the month's start), on the DB-API cursor (through Core: several times the CPU).
 _SPENT_SQL = ('SELECT user_id, "window", amount FROM usage_counters WHERE user_id {users}'
-              ' AND (("window" = \'day\' AND window_start = {day}) OR ("window" = \'month\' AND window_start = {month}))')
+              ' AND (("window" = \'day\' AND window_start = {day})'
+              ' OR ("window" = \'month\' AND window_start = {month}))')
 _PG_SPENT = _SPENT_SQL.format(users="= ANY(%s)", day="%s", month="%s")
 # Takes `share` units of a user's minute (parameters: user id, minute start, share, rate): counted
 # only if the whole share fits under the rate; a row comes back when it was taken. Run on the DB-API
 # cursor: through SQLAlchemy Core it cost four times the CPU.
-_TAKE_SHARE_SQL = ('INSERT INTO usage_counters (user_id, "window", window_start, amount) VALUES ({0}, \'minute\', {1}, {2})'
+_TAKE_SHARE_SQL = ('INSERT INTO usage_counters (user_id, "window", window_start, amount)'
+                   ' VALUES ({0}, \'minute\', {1}, {2})'
                    ' ON CONFLICT (user_id, "window", window_start)'
                    ' DO UPDATE SET amount = usage_counters.amount + {2} WHERE usage_counters.amount + {2} <= {3}'
                    ' RETURNING amount')
