@@ -1,5 +1,5 @@
 """What a unit's database keeps private: SQLite files readable by their owner only, and no
-statement's values in an error's text."""
+statement's values in an error's text; autocommitting() commits each statement by itself."""
 
 import os
 import stat
@@ -7,7 +7,7 @@ import stat
 import pytest
 import sqlalchemy as sa
 
-from services.common.db import Database
+from services.common.db import Database, run_on_cursor
 
 CANARY = "canary-value-never-shown-4c1d"
 
@@ -49,3 +49,22 @@ def test_a_failed_statement_shows_no_parameter_values(database_target):
         database.dispose()
 
     assert CANARY not in str(failed.value) and "[SQL parameters hidden due to hide_parameters=True]" in str(failed.value)
+
+
+def test_a_statement_on_an_autocommitting_connection_is_committed_by_itself(database_target):
+    database = Database(database_target.url, database_target.schema)
+    try:
+        with database.writing() as connection:
+            if database.schema:
+                connection.execute(sa.text(f'CREATE SCHEMA "{database.schema}"'))
+            connection.execute(sa.text("CREATE TABLE counts (n INTEGER)"))
+        with database.autocommitting() as connection:
+            run_on_cursor(connection, "INSERT INTO counts VALUES (1)", ())  # no commit follows on PostgreSQL
+        with database.reading() as connection:
+            assert connection.execute(sa.text("SELECT count(*) FROM counts")).scalar_one() == 1
+        if not database.is_sqlite:  # its own pool: the others' connections stay in transactions
+            with database.autocommitting() as mine, database.engine.connect() as shared:
+                assert mine.connection.driver_connection.autocommit
+                assert not shared.connection.driver_connection.autocommit
+    finally:
+        database.dispose()
