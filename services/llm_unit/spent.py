@@ -52,7 +52,7 @@ class SpentTokens:
         if entry is not None:
             age = self._clock() - entry.read_at
             if age < self._ttl + self._stale_for:
-                if age >= self._ttl:
+                if age >= self._ttl and key not in self._reading:
                     self._want(key)  # in the background
                 return entry.spent
         future = asyncio.get_running_loop().create_future()
