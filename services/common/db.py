@@ -209,12 +209,12 @@ class Database:
             yield connection
 
     @contextlib.contextmanager
-    def autocommitting(self) -> Iterator[sa.Connection]:
-        """For writes of one statement each: on PostgreSQL a connection on which every statement is
-        its own transaction (one round trip, where a transaction adds BEGIN and COMMIT to it); on
-        SQLite a write transaction, as writing()."""
+    def autocommitting(self, reads_only: bool = False) -> Iterator[sa.Connection]:
+        """For statements that each stand alone: on PostgreSQL a connection on which every statement
+        is its own transaction (one round trip, where a transaction adds BEGIN and COMMIT to it); on
+        SQLite a write transaction, as writing(), or for `reads_only` a read one, as reading()."""
         if self.is_sqlite:
-            with self.writing() as connection:
+            with self.reading() if reads_only else self.writing() as connection:
                 yield connection
             return
         with self._autocommit_engine.connect() as connection:

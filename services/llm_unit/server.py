@@ -85,8 +85,7 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         # users have spent today and this month (spent.py; the usage ledger's writes add to it).
         self._shares = shares.RateShares()
         self._share_takes = Batcher(self._take_shares_together)
-        self.spent = SpentTokens(lambda keys: self._read(store.get_tokens_spent, keys), SPENT_TTL_S, SPENT_STALE_S,
-                                 SPENT_ENTRIES, clock)
+        self.spent = SpentTokens(self._read_spent, SPENT_TTL_S, SPENT_STALE_S, SPENT_ENTRIES, clock)
 
     @maps_errors(DOMAIN)
     async def CreateProvider(self, request, context):
@@ -287,6 +286,13 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
                 return store.take_rate_shares(connection, asks)
 
         return await self._in_thread(take)
+
+    async def _read_spent(self, keys: list) -> list[tuple[int, int]]:
+        def read():
+            with self._database.autocommitting(reads_only=True) as connection:  # PostgreSQL: one round trip
+                return store.get_tokens_spent(connection, keys)
+
+        return await self._in_thread(read)
 
     async def _any_user_limits(self) -> bool:
         return await self._read(store.any_user_limits)

@@ -60,8 +60,8 @@ def test_a_statement_on_an_autocommitting_connection_is_committed_by_itself(data
             connection.execute(sa.text("CREATE TABLE counts (n INTEGER)"))
         with database.autocommitting() as connection:
             run_on_cursor(connection, "INSERT INTO counts VALUES (1)", ())  # no commit follows on PostgreSQL
-        with database.reading() as connection:
-            assert connection.execute(sa.text("SELECT count(*) FROM counts")).scalar_one() == 1
+        with database.autocommitting(reads_only=True) as connection:
+            assert run_on_cursor(connection, "SELECT count(*) FROM counts", ()) == [(1,)]
         if not database.is_sqlite:  # its own pool: the others' connections stay in transactions
             with database.autocommitting() as mine, database.engine.connect() as shared:
                 assert mine.connection.driver_connection.autocommit
