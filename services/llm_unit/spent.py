@@ -2,9 +2,9 @@
 
 A generation's admission must not wait on the database for them. They are read for many users at
 once and kept: past `ttl` a kept value is still used for up to `stale_for` more, while it is read
-again in the background (the users seen in a loop turn together, one read at a time). Tokens this
-replica writes are added to what it keeps as they are written; those written through other
-replicas count once read again.
+again in the background (the users seen within GATHER_SECONDS together, one read at a time).
+Tokens this replica writes are added to what it keeps as they are written; those written through
+other replicas count once read again.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ Key = tuple[str, datetime.datetime, datetime.datetime]
 Spent = tuple[int, int]
 # Users read in one statement at most.
 MAX_READ = 1_000
+# Seconds a read in the background waits for other users' to join it: no generation waits on it,
+# and a burst of returning users read one by one as they come costs a statement (and a database
+# thread hop) each.
+GATHER_SECONDS = 0.05
 
 
 @dataclasses.dataclass
@@ -45,7 +49,8 @@ class SpentTokens:
         self._reading: set[Key] = set()  # in the read in flight
         self._written_while_read: set[Key] = set()
         self._task: asyncio.Task | None = None
-        self._scheduled = False
+        self._soon = False  # a read scheduled for this loop turn's end (someone waits)
+        self._later: asyncio.TimerHandle | None = None  # one gathering refreshes
 
     async def get(self, key: Key) -> Spent:
         entry = self._entries.get(key)
@@ -57,7 +62,7 @@ class SpentTokens:
                 return entry.spent
         future = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieved)  # its caller may have gone
-        self._want(key).append(future)
+        self._want(key, future)
         return await asyncio.shield(future)
 
     def added(self, key: Key, tokens: int, written_since: float) -> None:
@@ -77,15 +82,26 @@ class SpentTokens:
     def clock(self) -> float:
         return self._clock()
 
-    def _want(self, key: Key) -> list[asyncio.Future[Spent]]:
+    def _want(self, key: Key, waiter: asyncio.Future[Spent] | None = None) -> None:
         waiting = self._wanted.setdefault(key, [])
-        if not self._scheduled and self._task is None:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_read)
-        return waiting
+        if waiter is not None:
+            waiting.append(waiter)
+        if self._task is None:  # else the read in flight goes on to it
+            self._schedule(urgent=waiter is not None)
+
+    def _schedule(self, urgent: bool) -> None:
+        loop = asyncio.get_running_loop()
+        if urgent and not self._soon:
+            self._soon = True
+            loop.call_soon(self._start_read)
+        elif not urgent and self._later is None:
+            self._later = loop.call_later(GATHER_SECONDS, self._start_read)
 
     def _start_read(self) -> None:
-        self._scheduled = False
+        self._soon = False
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         if self._task is None and self._wanted:
             self._task = asyncio.get_running_loop().create_task(self._read_wanted())
 
@@ -112,9 +128,13 @@ class SpentTokens:
                     for future in batch[key]:
                         if not future.done():
                             future.set_result(spent)
+                if not any(self._wanted.values()):  # refreshes alone: let more gather first
+                    break
         finally:
             self._reading, self._written_while_read = set(), set()
             self._task = None
+            if self._wanted:
+                self._schedule(urgent=any(self._wanted.values()))
 
     def _keep(self, key: Key, entry: _Entry) -> None:
         self._entries[key] = entry

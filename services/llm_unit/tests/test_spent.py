@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from services.llm_unit.spent import SpentTokens
+from services.llm_unit.spent import GATHER_SECONDS, SpentTokens
 from testkit.clock import Clock
 
 DAY = datetime.datetime(2026, 12, 3, tzinfo=datetime.timezone.utc)
@@ -39,8 +39,8 @@ def tokens():
 
 
 async def settle():
-    for _ in range(5):
-        await asyncio.sleep(0)
+    """Until a read in the background, which waits for others to join it, has ended."""
+    await asyncio.sleep(GATHER_SECONDS * 2)
 
 
 async def test_users_asked_together_are_read_together_and_kept(tokens):
@@ -91,3 +91,16 @@ async def test_tokens_written_here_are_added_and_a_value_read_during_the_write_i
     assert await spent.get(key("during")) == (14, 14)  # not kept (it may or may not hold the write): read again
     assert reads.reads == [["before"], ["during"], ["during"]]
     assert await spent.get(key("never-read")) == (0, 0)
+
+
+async def test_users_returning_one_by_one_are_read_again_together(tokens):
+    spent, reads, clock = tokens
+    await asyncio.gather(*(spent.get(key(f"u{i}")) for i in range(3)))
+    clock.now += 2
+
+    for i in range(3):  # as a burst of generations comes: each a loop turn or more apart
+        await spent.get(key(f"u{i}"))
+        await asyncio.sleep(GATHER_SECONDS / 10)
+    await settle()
+
+    assert reads.reads == [["u0", "u1", "u2"], ["u0", "u1", "u2"]]
