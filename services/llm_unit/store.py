@@ -401,15 +401,14 @@ def take_rate_shares(connection: sa.Connection,
     else 0 (the rate is used up). The increments are atomic and conditional, so replicas taking at
     once never take more than the rate between them."""
     postgres = connection.dialect.name == "postgresql"
-    taken: dict[int, int] = {}
-    if postgres:
-        taken = _take_whole_shares_together(connection, asks)
+    # PostgreSQL: whole shares in one statement for all; SQLite: each ask's share on its own.
+    taken = _take_whole_shares_together(connection, asks) if postgres else {}
     stored = _window_start_as_stored(connection.dialect)
 
-    def take_one(user_id: str, minute: datetime.datetime, rate: int) -> bool:
+    def take(user_id: str, minute: datetime.datetime, units: int, rate: int) -> bool:
         if postgres:
-            return bool(run_on_cursor(connection, _PG_RUN_TAKE_SHARE, (user_id, minute, 1, rate)))
-        return bool(run_on_cursor(connection, _SQLITE_TAKE_SHARE, (user_id, stored(minute), 1, rate)))
+            return bool(run_on_cursor(connection, _PG_RUN_TAKE_SHARE, (user_id, minute, units, rate)))
+        return bool(run_on_cursor(connection, _SQLITE_TAKE_SHARE, (user_id, stored(minute), units, rate)))
 
     if postgres and not connection.info.get(_PG_TAKE_SHARE) and len(taken) < len(asks):
         run_on_cursor(connection, _PG_PREPARE_TAKE_SHARE, ())
@@ -418,11 +417,10 @@ def take_rate_shares(connection: sa.Connection,
     for position, (user_id, minute, rate, share) in enumerate(asks):
         if position in taken:
             outcomes.append(taken[position])
-        elif not postgres and share > 1 and run_on_cursor(connection, _SQLITE_TAKE_SHARE,
-                                                          (user_id, stored(minute), share, rate)):
+        elif not postgres and share > 1 and take(user_id, minute, share, rate):
             outcomes.append(share)
         else:  # close to the rate: one at a time, so that the last units go to the asks in order
-            outcomes.append(1 if take_one(user_id, minute, rate) else 0)
+            outcomes.append(1 if take(user_id, minute, 1, rate) else 0)
     return outcomes
 
 
