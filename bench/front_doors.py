@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench import models, proc
 from bench.load import LoadResult, submit_instruction, submit_load
-from bench.sides import Side, median, save, started
+from bench.sides import Side, median, order_of_round, save, started
 from bench.stats import percentile
 from bench.submit_client import SubmitClient, channel
 from bench.suite import REPO, Suite, SuiteOptions, delete_queues
@@ -74,7 +74,7 @@ async def run(args: argparse.Namespace) -> dict:
                 await spread_load(side, 8, 0.5)
                 await spread_ttfts(side, door_clients[side.name])
             for round_ in range(args.rounds):
-                order = sides if round_ % 2 == 0 else sides[::-1]
+                order = order_of_round(sides, round_)
                 for n in CLIENT_LEVELS:
                     for side in order:
                         result = await spread_load(side, n, seconds)

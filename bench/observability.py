@@ -19,7 +19,7 @@ import threading
 import urllib.request
 from pathlib import Path
 
-from bench.sides import Side, change_pct, median, save, started
+from bench.sides import Side, change_pct, median, order_of_round, save, started
 from bench.stats import percentile
 from bench.suite import REPO, SERVICES, Suite, SuiteOptions, free_port, http_answers, spawn, wait_until
 
@@ -80,7 +80,7 @@ async def run(args: argparse.Namespace) -> dict:
             seconds, samples = (1.5, 20) if args.quick else (3.0, 60)
             with Scraper(list(metrics_ports.values())) as scraper:
                 for round_ in range(args.rounds):
-                    order = sides if round_ % 2 == 0 else sides[::-1]
+                    order = order_of_round(sides, round_)
                     for side in order:
                         await side.throughput(seconds)
                     for side in order:

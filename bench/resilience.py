@@ -12,12 +12,13 @@ Three suites side by side on the same stand-in LLM:
   tokens its user has spent (kept by llm_unit, read again in the background) and a share of the
   user's rate taken from the database once a minute per user (the bench's 256 streams come from
   256 users).
-The same loads alternate between them, the order turned every round: 64 and 256 simultaneous
-generations against a provider that takes 500 ms (their wall time and the suite's CPU per
-generation), and generations one at a time answered at once, each sample taken on the provider
-directly, then on each suite, for the time to first token they add. Medians over the rounds; at 256
-at once the two cores are saturated and single rounds' walls scatter by ±20 % (the CPU per
-generation by as much), hence 15 rounds by default: with 7, medians 5 % apart were noise.
+The same loads alternate between them, in every order in turn (bench.sides.order_of_round): 64 and
+256 simultaneous generations against a provider that takes 500 ms (their wall time and the suite's
+CPU per generation), each burst after SETTLE_SECONDS of quiet, and generations one at a time
+answered at once, each sample taken on the provider directly, then on each suite, for the time to
+first token they add. Medians over the rounds; at 256 at once the two cores are saturated and
+single rounds' walls scatter by ±20 % (the CPU per generation by as much), hence 18 rounds (each
+of the six orders three times) by default: with 7, medians 5 % apart were noise.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from llmchatlinker.orchestrator.v1 import orchestrator_service_pb2 as pb
 
 from bench import models
 from bench.openai_client import OpenAiStreamer
-from bench.sides import Side, change_pct, median, save, started
+from bench.sides import Side, change_pct, median, order_of_round, save, started
 from bench.stats import percentile
 from bench.submit_client import SubmitClient
 from bench.suite import REPO, Suite, SuiteOptions
@@ -47,6 +48,9 @@ LIMITS = {"LLMCHATLINKER_LLM_UNIT_DEFAULT_REQUESTS_PER_MINUTE": "1000000",
       "LLMCHATLINKER_LLM_UNIT_DEFAULT_TOKENS_PER_DAY": "2000000000",
       "LLMCHATLINKER_LLM_UNIT_DEFAULT_TOKENS_PER_MONTH": "2000000000"}
 BOUND = 100_000  # the provider's max_in_flight and max_waiting: a bound that is checked, never reached
+# Seconds of quiet before each burst, so that the last burst's tail (its usage ledger's flush
+# 200 ms after it, the database's writes) is not counted in the next side's wall.
+SETTLE_SECONDS = 0.5
 
 
 async def with_every_feature(client: SubmitClient, world: World) -> None:
@@ -77,9 +81,10 @@ async def run(args: argparse.Namespace) -> dict:
                 side.forget()
             samples = 30 if args.quick else 100
             for round_ in range(args.rounds):
-                order = sides[round_ % len(sides):] + sides[:round_ % len(sides)]
+                order = order_of_round(sides, round_)
                 for n in LEVELS:
                     for side in order:
+                        await asyncio.sleep(SETTLE_SECONDS)
                         await side.burst(n)
                 for _ in range(samples):  # sample by sample, so drift falls on all three alike
                     timeline = await direct.stream(models.FAST, "hello")
@@ -122,7 +127,7 @@ def _change(pct: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.resilience", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=18)
     parser.add_argument("--quick", action="store_true", help="fewer samples: a smoke run, noisier")
     parser.add_argument("--postgres", action="store_true", help="both suites' units on PostgreSQL, not SQLite")
     parser.add_argument("--postgres-url", default="postgresql+psycopg2://postgres@127.0.0.1:5432")

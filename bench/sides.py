@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -106,6 +107,15 @@ class Side:
         with contextlib.suppress(Exception):
             await self.channel.close()
         self.suite.stop()
+
+
+def order_of_round(sides: list[Side], round_: int) -> list[Side]:
+    """The order the sides run in, in a round: every order in turn, so that over len(sides)! rounds
+    each side runs first, and right after each other side, equally often. A burst's tail (a usage
+    ledger's flush, the database's own writes) runs into the start of the next side's; turning one
+    fixed order only would always put the same side after the same other one."""
+    orders = list(itertools.permutations(sides))
+    return list(orders[round_ % len(orders)])
 
 
 def save(report: dict, path: Path) -> None:
