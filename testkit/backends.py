@@ -73,6 +73,21 @@ def drop_schemas(url: str, schemas: Iterable[str]) -> None:
         engine.dispose()
 
 
+def cut_connections(target: DatabaseTarget) -> int:
+    """Ends, server-side, every PostgreSQL connection of the unit using `target` (named by its schema
+    in pg_stat_activity), as a server restart or an idle timeout would: how many were cut."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(target.url)
+    try:
+        with engine.connect() as connection:
+            return len(connection.execute(sqlalchemy.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"),
+                {"name": f"llmchatlinker {target.schema}"}).all())
+    finally:
+        engine.dispose()
+
+
 def delete_queues(url: str, names: Iterable[str]) -> None:
     """Deletes the queues a test declared; a broker already gone leaves nothing to delete."""
     import pika

@@ -392,13 +392,23 @@ def time_cursor_statements(engine: sa.Engine, took: Callable[[float], None]) -> 
 def run_on_cursor(transaction: sa.Connection, statement: str, parameters: Sequence) -> list[tuple]:
     """Runs one statement (in the driver's parameter style) on the DB-API cursor of `transaction`,
     returning its rows: for the hottest statements, where SQLAlchemy's per-statement machinery costs
-    several times the statement itself. Timed like any other statement when metrics are on."""
+    several times the statement itself. Timed like any other statement when metrics are on.
+
+    A driver error is raised as SQLAlchemy raises its own statements' (a DBAPIError, parameters
+    hidden), and one that says the connection is gone invalidates it and its pool first, so that
+    a lost connection is answered UNAVAILABLE (errors.database_unreachable) and not used again."""
     took = _CURSOR_TIMERS.get(transaction.engine)
     started = time.perf_counter()
     cursor = transaction.connection.driver_connection.cursor()
     try:
         cursor.execute(statement, parameters)
         return cursor.fetchall() if cursor.description is not None else []
+    except transaction.dialect.loaded_dbapi.Error as error:
+        # Private, but what SQLAlchemy's maintainers point raw-cursor users to (sqlalchemy
+        # discussion 11681): no public call does the disconnect check, the pool's invalidation and
+        # the wrapping together.
+        transaction._handle_dbapi_exception(error, statement, parameters, cursor, None)
+        raise  # not reached: it raises
     finally:
         cursor.close()
         if took is not None:

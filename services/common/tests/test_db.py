@@ -1,5 +1,6 @@
 """What a unit's database keeps private: SQLite files readable by their owner only, and no
-statement's values in an error's text; autocommitting() commits each statement by itself."""
+statement's values in an error's text; autocommitting() commits each statement by itself; a
+statement on the driver's cursor fails as SQLAlchemy's own do."""
 
 import os
 import stat
@@ -8,6 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from services.common.db import Database, run_on_cursor
+from services.common.errors import database_unreachable
+from testkit.backends import cut_connections
 
 CANARY = "canary-value-never-shown-4c1d"
 
@@ -49,6 +52,36 @@ def test_a_failed_statement_shows_no_parameter_values(database_target):
         database.dispose()
 
     assert CANARY not in str(failed.value) and "[SQL parameters hidden due to hide_parameters=True]" in str(failed.value)
+
+
+def test_a_failed_statement_on_the_cursor_is_raised_as_sqlalchemy_raises_its_own(database_target):
+    database = Database(database_target.url, database_target.schema)
+    marker = "?" if database.is_sqlite else "%s"
+    try:
+        with pytest.raises(sa.exc.DBAPIError) as failed, database.writing() as connection:
+            run_on_cursor(connection, f"INSERT INTO no_such_table VALUES ({marker})", (CANARY,))
+    finally:
+        database.dispose()
+
+    assert CANARY not in str(failed.value) and "[SQL parameters hidden due to hide_parameters=True]" in str(failed.value)
+    assert not database_unreachable(failed.value)  # the statement's fault
+
+
+@pytest.mark.parametrize("database_target", ["postgresql"], indirect=True)
+def test_a_connection_cut_under_the_cursor_is_unreachable_and_replaced(database_target):
+    database = Database(database_target.url, database_target.schema)
+    try:
+        with database.autocommitting() as connection:
+            assert run_on_cursor(connection, "SELECT 1", ()) == [(1,)]
+        assert cut_connections(database_target)
+
+        with pytest.raises(sa.exc.DBAPIError) as failed, database.autocommitting() as connection:
+            run_on_cursor(connection, "SELECT 1", ())
+        assert failed.value.connection_invalidated and database_unreachable(failed.value)
+        with database.autocommitting() as connection:  # a new connection, not the dead one again
+            assert run_on_cursor(connection, "SELECT 1", ()) == [(1,)]
+    finally:
+        database.dispose()
 
 
 def test_a_statement_on_an_autocommitting_connection_is_committed_by_itself(database_target):

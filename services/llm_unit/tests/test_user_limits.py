@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from llmchatlinker.llm.v1 import llm_service_pb2 as pb
 from services.common.errors import error_info
+from testkit.backends import cut_connections
 from testkit.llm_unit import add_llm, add_provider, expect_error, generate, running_unit, settings_for
 
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -216,3 +217,18 @@ async def test_the_daily_budget_counts_this_replicas_tokens_at_once_and_anothers
         await ask(second.stub, llm)  # ... while this one is let through on it (9, then 18 of its own)
         await asyncio.sleep(0.1)
         await refused(second.stub, llm, "USER_DAILY_TOKENS_EXHAUSTED")  # first's tokens, read
+
+
+@pytest.mark.parametrize("database_target", ["postgresql"], indirect=True)
+async def test_an_admission_on_a_cut_connection_is_unavailable_and_the_next_one_reconnects(
+        database_target, provider_server, clock):
+    settings = settings_for(database_target.url, database_target.schema, default_user_limits=(6_400, 1_000_000, 0))
+    async with running_unit(settings, now=clock) as unit:
+        llm = await model(unit.stub, provider_server)
+        await ask(unit.stub, llm)  # its share taken and tokens read: the admission's own connections
+        assert cut_connections(database_target)
+
+        # A new user: their tokens spent must be read before the provider is called.
+        await expect_error(ask(unit.stub, llm, user_id="u-2"), grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE")
+        await ask(unit.stub, llm, user_id="u-2")
+        assert provider_server.stats.started == 2

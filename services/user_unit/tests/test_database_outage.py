@@ -7,20 +7,13 @@ import sqlalchemy as sa
 from llmchatlinker.user.v1 import user_service_pb2 as pb
 from services.common.errors import database_unreachable, error_info
 from services.user_unit.errors import DOMAIN
+from testkit.backends import cut_connections
 
 
 @pytest.mark.parametrize("database_target", ["postgresql"], indirect=True)
 def test_a_cut_connection_is_unavailable_and_the_next_call_reconnects(stub, database_target):
     user_id = stub.CreateUser(pb.CreateUserRequest(username="ada")).user.user_id
-    engine = sa.create_engine(database_target.url)
-    try:
-        with engine.connect() as connection:
-            cut = connection.execute(sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"),
-                {"name": f"llmchatlinker {database_target.schema}"}).all()
-    finally:
-        engine.dispose()
-    assert cut, "the unit's pooled connection was found and cut"
+    assert cut_connections(database_target), "the unit's pooled connection was found and cut"
 
     with pytest.raises(grpc.RpcError) as raised:
         stub.GetUser(pb.GetUserRequest(user_id=user_id))
