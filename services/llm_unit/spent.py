@@ -13,6 +13,7 @@ import asyncio
 import collections
 import dataclasses
 import datetime
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -20,6 +21,8 @@ from collections.abc import Awaitable, Callable
 Key = tuple[str, datetime.datetime, datetime.datetime]
 # (tokens spent that day, that month)
 Spent = tuple[int, int]
+log = logging.getLogger(__name__)
+
 # Users read in one statement at most.
 MAX_READ = 1_000
 # Seconds a read in the background waits for other users' to join it: no generation waits on it,
@@ -51,6 +54,7 @@ class SpentTokens:
         self._task: asyncio.Task | None = None
         self._soon = False  # a read scheduled for this loop turn's end (someone waits)
         self._later: asyncio.TimerHandle | None = None  # one gathering refreshes
+        self._failing = False  # the last read failed (said once in the log, until one succeeds)
 
     async def get(self, key: Key) -> Spent:
         entry = self._entries.get(key)
@@ -116,11 +120,15 @@ class SpentTokens:
                 try:
                     values = await self._read(keys)
                 except Exception as error:  # noqa: BLE001 - goes to whoever waits; a refresh is tried again later
+                    self._say_failing(error)
                     for waiting in batch.values():
                         for future in waiting:
                             if not future.done():
                                 future.set_exception(error)
                     continue
+                if self._failing:
+                    self._failing = False
+                    log.info("tokens spent are read again")
                 read_at = self._clock()
                 for key, spent in zip(keys, values):
                     if key not in self._written_while_read:
@@ -135,6 +143,14 @@ class SpentTokens:
             self._task = None
             if self._wanted:
                 self._schedule(urgent=any(self._wanted.values()))
+
+    def _say_failing(self, error: Exception) -> None:
+        """Once per run of failed reads: budgets are checked against values read before it, for up to
+        `stale_for`, after which those users' generations fail until a read succeeds."""
+        if not self._failing:
+            self._failing = True
+            log.warning("tokens spent could not be read (%s); budgets are checked against the values kept, "
+                        "for up to %g s past their %g s", error, self._stale_for, self._ttl)
 
     def _keep(self, key: Key, entry: _Entry) -> None:
         self._entries[key] = entry

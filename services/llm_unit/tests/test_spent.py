@@ -3,6 +3,7 @@ again in the background, this replica's writes added, and a value that may inclu
 
 import asyncio
 import datetime
+import logging
 
 import pytest
 
@@ -25,10 +26,13 @@ class Reads:
         self.reads: list[list[str]] = []
         self.gate = asyncio.Event()
         self.gate.set()
+        self.failing = False
 
     async def __call__(self, keys):
         self.reads.append([user_id for user_id, _, _ in keys])
         await self.gate.wait()
+        if self.failing:
+            raise ConnectionError("the database is gone")
         return [(self.spent.get(user_id, 0), self.spent.get(user_id, 0)) for user_id, _, _ in keys]
 
 
@@ -104,3 +108,29 @@ async def test_users_returning_one_by_one_are_read_again_together(tokens):
     await settle()
 
     assert reads.reads == [["u0", "u1", "u2"], ["u0", "u1", "u2"]]
+
+
+async def test_while_reads_fail_the_kept_value_is_used_and_the_failure_said_once(tokens, caplog):
+    spent, reads, clock = tokens
+    reads.spent = {"u1": 5}
+    await spent.get(key("u1"))
+    reads.failing = True
+    caplog.set_level(logging.INFO, logger="services.llm_unit.spent")
+
+    for _ in range(3):  # refreshes that fail
+        clock.now += 2
+        assert await spent.get(key("u1")) == (5, 5)
+        await settle()
+    with pytest.raises(ConnectionError):  # a user never read must wait for a read, and hears it failed
+        await spent.get(key("u2"))
+    assert len(reads.reads) == 5  # the first, three refreshes, u2
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "could not be read (the database is gone)" in caplog.records[0].getMessage()
+
+    reads.failing = False
+    reads.spent = {"u1": 9}
+    clock.now += 2
+    await spent.get(key("u1"))
+    await settle()
+    assert await spent.get(key("u1")) == (9, 9)
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
