@@ -7,6 +7,7 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY
 
+from services.llm_unit import telemetry
 from testkit.llm_unit import add_model, expect_error, generate
 
 KINDS = [
@@ -18,6 +19,13 @@ KINDS = [
     ("garbage", grpc.StatusCode.INTERNAL, "PROVIDER_BAD_RESPONSE", "malformed"),
     ("cut", grpc.StatusCode.UNAVAILABLE, "PROVIDER_STREAM_CUT", "cut"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def own_series(monkeypatch):
+    """Each test's provider is new: past telemetry.MAX_SERIES pairs (other tests' generations in the
+    same process count too) it would be counted as ("other", "other")."""
+    monkeypatch.setattr(telemetry, "_series", set())
 
 
 def sample(name: str, **labels: str) -> float:
