@@ -17,12 +17,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+log = logging.getLogger(__name__)
+
 # (user id, day start, month start)
 Key = tuple[str, datetime.datetime, datetime.datetime]
 # (tokens spent that day, that month)
 Spent = tuple[int, int]
-log = logging.getLogger(__name__)
-
 # Users read in one statement at most.
 MAX_READ = 1_000
 # Seconds a read in the background waits for other users' to join it: no generation waits on it,
